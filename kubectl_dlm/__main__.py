@@ -1,0 +1,3 @@
+from kubectl_dlm.cli import main
+
+main()

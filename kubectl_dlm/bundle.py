@@ -1,0 +1,166 @@
+"""Where rendered documents go: a YAML stream on stdout, or a reviewed tree on disk.
+
+The tree (`--output-dir`) is written to a temporary sibling and renamed into place, so an error
+or an interrupt never leaves half a bundle; an existing directory is replaced only with
+`--overwrite`.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from kubectl_dlm.errors import Conflict, UsageError
+from kubectl_dlm.model import PHASE_SIDE, PHASES, Plan
+from kubectl_dlm.render import Document
+
+INDEX_FILE = "dlm-bundle.yaml"
+SUMMARY_FILE = "README.md"
+INDEX_KIND = "Bundle"
+INDEX_API_VERSION = "dlm.kubevirt-tools.io/v1alpha1"
+
+
+def phase_dir(phase: str) -> str:
+    """`1-prepare-target`: the order to apply, the phase, and the cluster it goes to."""
+    return f"{PHASES.index(phase) + 1}-{phase}-{PHASE_SIDE[phase]}"
+
+
+def file_name(doc: Document) -> str:
+    return f"{doc.item.kind.lower()}-{doc.item.name}.yaml"
+
+
+def stream(docs: List[Document], plan: Plan) -> str:
+    """The stdout form: one document per object, each headed by where and when it applies."""
+    out = io.StringIO()
+    for doc in docs:
+        item = doc.item
+        cluster = _cluster_label(plan, item.side)
+        out.write(f"---\n# phase {PHASES.index(item.phase) + 1}/3 {item.phase}, {item.side} cluster{cluster}: "
+                  f"{item.kind} {item.namespace}/{item.name}\n")
+        out.write(doc.text)
+    return out.getvalue()
+
+
+def _cluster_label(plan: Plan, side: str) -> str:
+    name = plan.settings.target_cluster if side == "target" else plan.settings.source_cluster
+    return f" ({name})" if name else ""
+
+
+def index(plan: Plan, docs: List[Document]) -> Dict:
+    """The machine-readable description of a tree, read back by `kubectl dlm apply -f DIR`."""
+    s = plan.settings
+    phases = []
+    for phase in PHASES:
+        files = [f"{phase_dir(phase)}/{file_name(d)}" for d in docs if d.item.phase == phase]
+        if files:
+            phases.append({"phase": phase, "side": PHASE_SIDE[phase], "path": phase_dir(phase), "files": files})
+    return {
+        "apiVersion": INDEX_API_VERSION,
+        "kind": INDEX_KIND,
+        "source": {"cluster": s.source_cluster, "namespace": s.source_namespace},
+        "target": {"cluster": s.target_cluster, "namespace": s.target_namespace},
+        "secrets": s.secrets,
+        "vms": [{"name": v.vm, "migrationID": v.migration_id, "connectURL": v.connect_url or ""} for v in plan.vms],
+        "phases": phases,
+        "secretsToCopy": [
+            {"name": r.name, "sourceNamespace": r.source_namespace, "targetNamespace": r.target_namespace,
+             "type": r.type, "keys": list(r.keys), "usedBy": list(r.used_by), "vm": r.vm}
+            for v in plan.vms for r in v.secret_refs
+        ],
+    }
+
+
+def summary(plan: Plan, docs: List[Document]) -> str:
+    s = plan.settings
+    lines = ["# kubectl-dlm migration bundle", ""]
+    src = f"{s.source_cluster + ' ' if s.source_cluster else ''}namespace {s.source_namespace}"
+    dst = f"{s.target_cluster + ' ' if s.target_cluster else ''}namespace {s.target_namespace}"
+    lines += [f"From {src} to {dst}.", "", "| VM | migration ID | connect URL |", "|---|---|---|"]
+    lines += [f"| {v.vm} | {v.migration_id} | {v.connect_url or '(unknown: see below)'} |" for v in plan.vms]
+    lines += ["", "## Apply", "", "Everything at once, in order, on the right clusters, following the migration:", "",
+              "    kubectl dlm apply -f .", "", "Or by hand, one phase at a time:", ""]
+    for phase in PHASES:
+        if any(d.item.phase == phase for d in docs):
+            side = PHASE_SIDE[phase]
+            ctx = s.target_cluster if side == "target" else s.source_cluster
+            flag = f" --context {ctx}" if ctx else ""
+            lines.append(f"    kubectl{flag} apply -k {phase_dir(phase)}")
+            if phase == "prepare":
+                lines.append(f"    kubectl{flag} wait -n {s.target_namespace} vmi --all --for=jsonpath='{{.status.phase}}'=WaitingForSync")
+    lines += ["", "## Contents", "", "| phase | cluster | kind | namespace/name |", "|---|---|---|---|"]
+    lines += [f"| {d.item.phase} | {d.item.side} | {d.item.kind} | {d.item.namespace}/{d.item.name} |" for d in docs]
+    refs = [r for v in plan.vms for r in v.secret_refs]
+    if refs:
+        lines += ["", "## Secrets to copy", "",
+                  "Their data is not in this bundle. `kubectl dlm apply -f .` copies them from the source cluster "
+                  "to the target, server to server. To copy one by hand:", ""]
+        for r in refs:
+            lines.append(f"- `{r.source_namespace}/{r.name}` ({r.type}; keys: {', '.join(r.keys) or 'none'}) for {r.vm}, used by {', '.join(r.used_by)}")
+        lines += ["", "    kubectl get secret NAME -n SOURCE_NS -o json | jq 'del(.metadata.uid,.metadata.resourceVersion,"
+                  ".metadata.creationTimestamp,.metadata.managedFields,.metadata.ownerReferences) | .metadata.namespace=\"TARGET_NS\"' "
+                  "| kubectl --context TARGET apply -f -"]
+    notes = [f"- {v.vm}: {p}" for v in plan.vms for p in v.prerequisites] + [f"- {v.vm}: {w}" for v in plan.vms for w in v.warnings]
+    if notes:
+        lines += ["", "## Prerequisites and warnings", ""] + notes
+    return "\n".join(lines) + "\n"
+
+
+def _kustomization(files: List[str]) -> str:
+    body = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n"
+    return body + "".join(f"- {f}\n" for f in files)
+
+
+def tree(plan: Plan, docs: List[Document]) -> List[Tuple[str, str]]:
+    """(relative path, content) for every file of the bundle directory, in a stable order."""
+    files: List[Tuple[str, str]] = []
+    for phase in PHASES:
+        in_phase = [d for d in docs if d.item.phase == phase]
+        if not in_phase:
+            continue
+        names = [file_name(d) for d in in_phase]
+        if len(set(names)) != len(names):
+            raise UsageError(f"two objects of phase {phase} would share a file name", "render fewer VMs at once")
+        for doc, name in zip(in_phase, names):
+            files.append((f"{phase_dir(phase)}/{name}", doc.text))
+        files.append((f"{phase_dir(phase)}/kustomization.yaml", _kustomization(names)))
+    from kubectl_dlm.render import _dumper
+
+    out = io.StringIO()
+    _dumper().dump(index(plan, docs), out)
+    files.append((INDEX_FILE, out.getvalue()))
+    files.append((SUMMARY_FILE, summary(plan, docs)))
+    return files
+
+
+def write_tree(files: List[Tuple[str, str]], dest: Path, overwrite: bool) -> None:
+    dest = Path(dest)
+    if dest.exists() and not overwrite:
+        raise Conflict(f"{dest} already exists", "pass --overwrite to replace it, or choose another --output-dir")
+    if dest.exists() and not dest.is_dir():
+        raise Conflict(f"{dest} exists and is not a directory", "choose another --output-dir")
+    parent = dest.absolute().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=parent))
+    old: Optional[Path] = None
+    try:
+        for rel, content in files:
+            path = staging / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content, encoding="utf-8")
+        os.chmod(staging, 0o755)
+        if dest.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old.", dir=parent))
+            os.rename(dest, old / "bundle")
+        os.rename(staging, dest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if old is not None and not dest.exists():
+            os.rename(old / "bundle", dest)  # put the user's directory back
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,299 @@
+"""The only module that talks to Kubernetes (and the only importer of the `kubernetes` package).
+
+One `Cluster` per kubeconfig context. Every API error becomes a DlmError that names the cluster,
+the context and the verb, so the user knows which side said no.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterator, List, Optional
+
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes import watch as k8s_watch
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+from urllib3.exceptions import HTTPError as Urllib3Error
+
+from kubectl_dlm.errors import ClusterError, Conflict, DlmError, NotFound, UsageError
+from kubectl_dlm.model import KINDS, Obj, Source, TargetInfo, meta
+
+FIELD_MANAGER = "kubectl-dlm"
+REQUEST_TIMEOUT = 30
+# Transient failures worth retrying: too many requests, server errors, a watch that expired.
+RETRY_STATUS = (429, 500, 502, 503, 504)
+
+
+@dataclass
+class Cluster:
+    context: str
+    namespace: str
+    server: str
+    api: Any  # kubernetes.client.ApiClient
+    requests: int = 0  # API requests made, for benchmarks and tests
+
+    @property
+    def name(self) -> str:
+        return self.context
+
+    def describe(self) -> str:
+        return f"cluster {self.server} (context {self.context})"
+
+
+def connect(kubeconfig: Optional[str], context: Optional[str]) -> Cluster:
+    """Load a kubeconfig context like kubectl does (--kubeconfig, else $KUBECONFIG, else ~/.kube/config)."""
+    config_file = kubeconfig or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+    where = kubeconfig or ("$KUBECONFIG" if os.environ.get("KUBECONFIG") else "~/.kube/config")
+    try:
+        contexts, active = k8s_config.list_kube_config_contexts(config_file=config_file)
+        chosen = active
+        if context:
+            chosen = next((c for c in contexts if c["name"] == context), None)
+            if chosen is None:
+                known = ", ".join(sorted(c["name"] for c in contexts)) or "none"
+                raise UsageError(f"context {context} not found in {where}", f"known contexts: {known}")
+        if chosen is None:
+            raise UsageError(f"{where} has no current context", "pass --context")
+        configuration = k8s.Configuration()
+        k8s_config.load_kube_config(config_file=config_file, context=chosen["name"], client_configuration=configuration)
+    except (ConfigException, OSError) as exc:
+        raise UsageError(f"cannot load kubeconfig {where}: {exc}", "pass --kubeconfig or set KUBECONFIG") from None
+    configuration.retries = 0  # we retry ourselves, with backoff, only what is worth retrying
+    namespace = (chosen.get("context") or {}).get("namespace") or "default"
+    return Cluster(context=chosen["name"], namespace=namespace, server=configuration.host,
+                   api=k8s.ApiClient(configuration))
+
+
+def _path(kind: str, namespace: Optional[str], name: Optional[str] = None, subresource: str = "") -> str:
+    group, version, plural, namespaced = KINDS[kind]
+    base = f"/apis/{group}/{version}" if group else f"/api/{version}"
+    if namespaced and namespace:
+        base += f"/namespaces/{namespace}"
+    base += f"/{plural}"
+    if name:
+        base += f"/{name}"
+    if subresource:
+        base += f"/{subresource}"
+    return base
+
+
+def call(cluster: Cluster, method: str, path: str, verb: str, *, query: Optional[Dict[str, Any]] = None,
+         body: Any = None, content_type: str = "application/json", attempts: int = 4) -> Any:
+    """One API request, retried with backoff on transient errors; returns the decoded JSON body."""
+    delay = 0.5
+    for attempt in range(attempts):
+        cluster.requests += 1
+        try:
+            return _request(cluster, method, path, query or {}, body, content_type)
+        except ApiException as exc:
+            if exc.status in RETRY_STATUS and attempt + 1 < attempts:
+                time.sleep(delay)
+                delay *= 2
+                continue
+            raise api_error(cluster, exc, verb) from None
+        except (Urllib3Error, OSError) as exc:
+            if attempt + 1 < attempts:
+                time.sleep(delay)
+                delay *= 2
+                continue
+            raise ClusterError(f"cannot reach {cluster.describe()} to {verb}: {_reason(exc)}",
+                               "check the server address, your network, and that the cluster is up") from None
+    raise AssertionError("unreachable")
+
+
+def _request(cluster: Cluster, method: str, path: str, query: Dict[str, Any], body: Any, content_type: str) -> Any:
+    api = cluster.api
+    headers = {"Content-Type": content_type, "Accept": "application/json"}
+    data = None if body is None else json.dumps(body)
+    if hasattr(api, "param_serialize"):  # kubernetes >= 35
+        method, url, headers, data, post = api.param_serialize(
+            method=method, resource_path=path, query_params=list(query.items()), header_params=headers,
+            body=data, auth_settings=["BearerToken"])
+        response = api.call_api(method, url, headers, data, post, _request_timeout=REQUEST_TIMEOUT)
+        raw = response.read()
+        if response.status >= 400:
+            raise ApiException(http_resp=response)
+        return json.loads(raw) if raw else None
+    raw = api.call_api(path, method, query_params=list(query.items()), header_params=headers, body=data,
+                       auth_settings=["BearerToken"], _return_http_data_only=True, _preload_content=False,
+                       _request_timeout=REQUEST_TIMEOUT).data
+    return json.loads(raw) if raw else None
+
+
+def _reason(exc: Exception) -> str:
+    text = str(getattr(exc, "reason", None) or exc)
+    for marker in ("Connection refused", "Name or service not known", "timed out", "certificate verify failed"):
+        if marker in text:
+            return marker.lower()
+    return text.splitlines()[0][:200]
+
+
+def api_error(cluster: Cluster, exc: ApiException, verb: str) -> DlmError:
+    message = exc.reason or ""
+    try:
+        message = json.loads(exc.body).get("message") or message
+    except (TypeError, ValueError, AttributeError):
+        pass
+    if exc.status in (401, 403):
+        return ClusterError(f"{cluster.describe()} refused to {verb}: {message}",
+                            "ask for RBAC permission, or use a context that has it")
+    if exc.status == 404:
+        return NotFound(f"{verb}: not found on {cluster.describe()}: {message}")
+    if exc.status == 409:
+        return Conflict(f"{verb} on {cluster.describe()}: {message}")
+    if exc.status in (400, 422):
+        return UsageError(f"{cluster.describe()} rejected {verb}: {message}")
+    return ClusterError(f"{cluster.describe()} failed to {verb}: HTTP {exc.status} {message}")
+
+
+def get(cluster: Cluster, kind: str, namespace: Optional[str], name: str) -> Optional[Obj]:
+    try:
+        return call(cluster, "GET", _path(kind, namespace, name), f"get {kind} {namespace}/{name}")
+    except NotFound:
+        return None
+
+
+def list_objects(cluster: Cluster, kind: str, namespace: Optional[str] = None, selector: str = "") -> List[Obj]:
+    query = {"labelSelector": selector} if selector else None
+    where = f"in namespace {namespace}" if namespace else "in all namespaces"
+    body = call(cluster, "GET", _path(kind, namespace), f"list {KINDS[kind][2]} {where}", query=query)
+    items = body.get("items") or []
+    for item in items:  # list items carry no kind/apiVersion; the rest of the code relies on them
+        item.setdefault("kind", kind)
+        group, version, _, _ = KINDS[kind]
+        item.setdefault("apiVersion", f"{group}/{version}" if group else version)
+    return items
+
+
+def apply(cluster: Cluster, obj: Obj, dry_run: bool = False, force: bool = False) -> Obj:
+    """Server-side apply with field manager kubectl-dlm; returns the object as stored (or as it would be)."""
+    m = meta(obj)
+    query: Dict[str, Any] = {"fieldManager": FIELD_MANAGER}
+    if force:
+        query["force"] = "true"
+    if dry_run:
+        query["dryRun"] = "All"
+    result = call(cluster, "PATCH", _path(obj["kind"], m.get("namespace"), m["name"]),
+                  f"apply {obj['kind']} {m.get('namespace')}/{m['name']}", query=query, body=obj,
+                  content_type="application/apply-patch+yaml")
+    # Some client versions drop the body of a 201 Created; read the object back then.
+    return result or get(cluster, obj["kind"], m.get("namespace"), m["name"]) or obj
+
+
+def delete(cluster: Cluster, kind: str, namespace: str, name: str, dry_run: bool = False) -> bool:
+    query = {"dryRun": "All"} if dry_run else None
+    try:
+        call(cluster, "DELETE", _path(kind, namespace, name), f"delete {kind} {namespace}/{name}", query=query)
+        return True
+    except NotFound:
+        return False
+
+
+def watch(cluster: Cluster, kind: str, namespace: str, resource_version: str, selector: str = "",
+          field_selector: str = "", timeout: int = 60) -> Iterator[Dict[str, Any]]:
+    """Watch events from resource_version; raises Expired when the server answers 410."""
+    group, version, plural, _ = KINDS[kind]
+    custom = k8s.CustomObjectsApi(cluster.api)
+    core = k8s.CoreV1Api(cluster.api)
+    kwargs: Dict[str, Any] = {"resource_version": resource_version, "timeout_seconds": timeout,
+                              "allow_watch_bookmarks": True}
+    if selector:
+        kwargs["label_selector"] = selector
+    if field_selector:
+        kwargs["field_selector"] = field_selector
+    if group:
+        func: Callable = custom.list_namespaced_custom_object
+        args: tuple = (group, version, namespace, plural)
+    else:
+        func = getattr(core, f"list_namespaced_{_snake(kind)}")
+        args = (namespace,)
+        kwargs["_preload_content"] = False
+    cluster.requests += 1
+    stream = k8s_watch.Watch().stream(func, *args, **kwargs)
+    try:
+        for event in stream:
+            obj = event.get("raw_object") or event.get("object")
+            if event.get("type") == "ERROR":
+                code = (obj or {}).get("code")
+                if code == 410:
+                    raise Expired()
+                raise ClusterError(f"watch {plural} on {cluster.describe()} failed: {(obj or {}).get('message')}")
+            yield {"type": event["type"], "object": obj}
+    except ApiException as exc:
+        if exc.status == 410:
+            raise Expired() from None
+        raise api_error(cluster, exc, f"watch {plural} in namespace {namespace}") from None
+    except (Urllib3Error, OSError) as exc:
+        raise Disconnected(str(exc)) from None
+
+
+class Expired(Exception):
+    """The watch's resourceVersion is too old (HTTP 410): list again."""
+
+
+class Disconnected(Exception):
+    """The watch connection broke: reconnect from the last resourceVersion."""
+
+
+def _snake(kind: str) -> str:
+    out = ""
+    for ch in kind:
+        out += ("_" + ch.lower()) if ch.isupper() and out else ch.lower()
+    return out
+
+
+# --- reading what a render needs --------------------------------------------------------------
+
+SOURCE_KINDS = ("VirtualMachine", "VirtualMachineInstance", "VirtualMachineInstanceMigration",
+                "DataVolume", "PersistentVolumeClaim")
+REFERENCED_KINDS = ("Secret", "ConfigMap", "VirtualMachineInstancetype", "VirtualMachinePreference",
+                    "ControllerRevision")
+
+
+def read_source(cluster: Cluster, namespace: str, names: List[str], selector: str = "") -> Source:
+    """One LIST per kind, whatever the number of VMs: a batch costs the same few requests as one VM."""
+    source = Source(live=True)
+    vms = list_objects(cluster, "VirtualMachine", namespace, selector)
+    if names:
+        wanted = set(names)
+        vms = [vm for vm in vms if meta(vm).get("name") in wanted]
+    for vm in vms:
+        source.add(vm)
+    if not vms:
+        return source
+    for kind in SOURCE_KINDS[1:]:
+        for obj in list_objects(cluster, kind, namespace):
+            source.add(obj)
+    # Secrets, ConfigMaps and instancetypes only when some VM references that kind.
+    from kubectl_dlm.refs import references
+
+    needed = set()
+    for vm in vms:
+        refs = references(vm, source.get("VirtualMachineInstance", namespace, meta(vm).get("name", "")))
+        if refs.secrets:
+            needed.add("Secret")
+        if refs.configmaps:
+            needed.add("ConfigMap")
+        for matcher in (refs.instancetype, refs.preference):
+            if matcher:
+                needed.update({"VirtualMachineInstancetype", "VirtualMachinePreference"})
+                if matcher[2]:
+                    needed.add("ControllerRevision")
+    for kind in REFERENCED_KINDS:
+        if kind in needed:
+            for obj in list_objects(cluster, kind, namespace):
+                source.add(obj)
+    return source
+
+
+def read_target(cluster: Cluster) -> TargetInfo:
+    classes = frozenset(meta(sc).get("name") for sc in list_objects(cluster, "StorageClass"))
+    kubevirts = list_objects(cluster, "KubeVirt")
+    addresses: tuple = ()
+    if kubevirts:
+        addresses = tuple((kubevirts[0].get("status") or {}).get("synchronizationAddresses") or ())
+    return TargetInfo(storage_classes=classes, sync_addresses=addresses, kubevirt_found=bool(kubevirts))

@@ -1,0 +1,152 @@
+"""The data that flows through kubectl-dlm: what was read, what to do, and how. No I/O here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+
+Obj = Dict[str, Any]
+
+# kind -> (group, version, plural, namespaced). The one table every reader and writer uses.
+KINDS: Dict[str, Tuple[str, str, str, bool]] = {
+    "VirtualMachine": ("kubevirt.io", "v1", "virtualmachines", True),
+    "VirtualMachineInstance": ("kubevirt.io", "v1", "virtualmachineinstances", True),
+    "VirtualMachineInstanceMigration": ("kubevirt.io", "v1", "virtualmachineinstancemigrations", True),
+    "KubeVirt": ("kubevirt.io", "v1", "kubevirts", True),
+    "DataVolume": ("cdi.kubevirt.io", "v1beta1", "datavolumes", True),
+    "PersistentVolumeClaim": ("", "v1", "persistentvolumeclaims", True),
+    "Secret": ("", "v1", "secrets", True),
+    "ConfigMap": ("", "v1", "configmaps", True),
+    "VirtualMachineInstancetype": ("instancetype.kubevirt.io", "v1beta1", "virtualmachineinstancetypes", True),
+    "VirtualMachinePreference": ("instancetype.kubevirt.io", "v1beta1", "virtualmachinepreferences", True),
+    "ControllerRevision": ("apps", "v1", "controllerrevisions", True),
+    "StorageClass": ("storage.k8s.io", "v1", "storageclasses", False),
+    "Namespace": ("", "v1", "namespaces", False),
+    "NetworkAttachmentDefinition": ("k8s.cni.cncf.io", "v1", "network-attachment-definitions", True),
+}
+
+# Phases in the order they must be applied, and the cluster each one goes to.
+PHASES: Tuple[str, ...] = ("prepare", "receive", "send")
+PHASE_SIDE = {"prepare": "target", "receive": "target", "send": "source"}
+
+# Labels and annotations that tie every object to its migration (see CONTRIBUTING.md).
+PREFIX = "dlm.kubevirt-tools.io"
+MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGER = "kubectl-dlm"
+LABEL_MIGRATION_ID = f"{PREFIX}/migration-id"
+LABEL_VM = f"{PREFIX}/vm"
+ANN_SOURCE = f"{PREFIX}/source"
+ANN_SOURCE_CLUSTER = f"{PREFIX}/source-cluster"
+ANN_PHASE = f"{PREFIX}/phase"
+ANN_SIDE = f"{PREFIX}/side"
+ANN_COPY_OF = f"{PREFIX}/copy-of"
+
+SECRET_MODES = ("include", "omit", "reference")
+
+
+def api_version(kind: str) -> str:
+    group, version, _, _ = KINDS[kind]
+    return f"{group}/{version}" if group else version
+
+
+def meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    return obj.get("metadata") or {}
+
+
+@dataclass
+class Source:
+    """Objects read from the source side (a live cluster or an exported file)."""
+
+    objects: Dict[Tuple[str, str, str], Obj] = field(default_factory=dict)
+    # True when read from a live cluster: absent objects are known to be absent.
+    live: bool = False
+
+    def add(self, obj: Obj) -> None:
+        m = meta(obj)
+        self.objects[(obj.get("kind", ""), m.get("namespace", ""), m.get("name", ""))] = obj
+
+    def get(self, kind: str, namespace: str, name: str) -> Optional[Obj]:
+        return self.objects.get((kind, namespace, name))
+
+    def of_kind(self, kind: str, namespace: Optional[str] = None) -> List[Obj]:
+        found = [o for (k, ns, _), o in self.objects.items() if k == kind and (namespace is None or ns == namespace)]
+        return sorted(found, key=lambda o: (meta(o).get("namespace", ""), meta(o).get("name", "")))
+
+
+@dataclass(frozen=True)
+class TargetInfo:
+    """What is known about the target cluster. None means unknown (no access)."""
+
+    storage_classes: Optional[frozenset] = None
+    sync_addresses: Tuple[str, ...] = ()
+    kubevirt_found: bool = False
+
+
+@dataclass(frozen=True)
+class StorageMapping:
+    storage_class: Optional[str]
+    volume_mode: Optional[str] = None
+    access_modes: Optional[Tuple[str, ...]] = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    source_namespace: str
+    target_namespace: str
+    source_cluster: str = ""
+    target_cluster: str = ""
+    storage_map: Mapping[str, StorageMapping] = field(default_factory=dict)
+    network_map: Mapping[str, str] = field(default_factory=dict)
+    claim_map: Mapping[str, str] = field(default_factory=dict)
+    migration_id: Optional[str] = None
+    connect_url: Optional[str] = None
+    secrets: str = "include"
+
+
+@dataclass(frozen=True)
+class Item:
+    """One object to create: where, when, and from which template with which context."""
+
+    side: str
+    phase: str
+    kind: str
+    namespace: str
+    name: str
+    template: str
+    context: Mapping[str, Any]
+    vm: str
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """A Secret the target needs but the bundle does not carry (its data stays on the source)."""
+
+    name: str
+    source_namespace: str
+    target_namespace: str
+    type: str
+    keys: Tuple[str, ...]
+    used_by: Tuple[str, ...]
+    vm: str
+
+
+@dataclass
+class VMPlan:
+    vm: str
+    migration_id: str
+    items: List[Item] = field(default_factory=list)
+    secret_refs: List[SecretRef] = field(default_factory=list)
+    prerequisites: List[str] = field(default_factory=list)
+    warnings: List[str] = field(default_factory=list)
+    connect_url: Optional[str] = None
+
+
+@dataclass
+class Plan:
+    settings: Settings
+    vms: List[VMPlan] = field(default_factory=list)
+
+    def items(self, phases: Iterable[str] = PHASES, sides: Iterable[str] = ("source", "target")) -> List[Item]:
+        """Items in apply order: by phase, then by VM, then in each VM's own order."""
+        phases, sides = tuple(phases), tuple(sides)
+        return [i for p in PHASES if p in phases for v in self.vms for i in v.items if i.phase == p and i.side in sides]

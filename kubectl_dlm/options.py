@@ -1,0 +1,116 @@
+"""Flags shared by several commands, and their parsing into model.Settings inputs.
+
+kubectl does not pass its global flags to plugins (it refuses flags before the plugin name), so
+every command parses --kubeconfig, --context and -n itself, plus the target side (--to-*).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple
+
+import click
+
+from kubectl_dlm.errors import UsageError
+from kubectl_dlm.model import SECRET_MODES, StorageMapping
+
+
+def _compose(*decorators: Callable) -> Callable:
+    def apply(func: Callable) -> Callable:
+        for decorator in reversed(decorators):
+            func = decorator(func)
+        return func
+
+    return apply
+
+
+source_options = _compose(
+    click.option("--kubeconfig", metavar="PATH", help="Kubeconfig of the source cluster (default: $KUBECONFIG, ~/.kube/config)."),
+    click.option("--context", metavar="NAME", help="Source kubeconfig context (default: the current context)."),
+    click.option("-n", "--namespace", metavar="NS", help="Namespace of the source VMs (default: the context's namespace)."),
+)
+
+target_options = _compose(
+    click.option("--to-context", metavar="NAME", help="Target context: another cluster (default: the source cluster)."),
+    click.option("--to-kubeconfig", metavar="PATH", help="Kubeconfig for the target context (default: the source's)."),
+    click.option("--to-namespace", metavar="NS", help="Target namespace (default: the source namespace)."),
+)
+
+selection_options = _compose(
+    click.argument("vms", nargs=-1, metavar="[VM]..."),
+    click.option("-l", "--selector", metavar="SELECTOR", default="", help="Select source VMs by label, e.g. app=db."),
+)
+
+mapping_options = _compose(
+    click.option("--storage-class-map", "storage_class_map", multiple=True, metavar="SRC=DST",
+                 help="Use storage class DST on the target for disks on SRC. Repeatable."),
+    click.option("--network-map", multiple=True, metavar="SRC=DST",
+                 help="Use Multus network DST (ns/name) on the target for SRC. Repeatable."),
+    click.option("--claim-map", multiple=True, metavar="SRC=DST",
+                 help="Give the target disk of claim SRC the claim name DST. Repeatable."),
+    click.option("--mapping-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                 help="YAML file with storageClasses, networks and claims maps (see README)."),
+    click.option("--migration-id", metavar="ID", help="Use this migration ID instead of the derived one."),
+    click.option("--connect-url", metavar="HOST:PORT",
+                 help="Target synchronization address (default: read from the target KubeVirt CR)."),
+    click.option("--secrets", type=click.Choice(SECRET_MODES), default=None,
+                 help="Secret data in the bundle: include (stdout default), reference or omit (--output-dir default: reference)."),
+)
+
+
+def parse_pairs(values: Iterable[str], flag: str) -> Dict[str, str]:
+    pairs: Dict[str, str] = {}
+    for value in values:
+        src, sep, dst = value.partition("=")
+        if not sep or not src or not dst:
+            raise UsageError(f"{flag} {value!r} is not SRC=DST", f"example: {flag} standard=ceph-rbd")
+        if src in pairs and pairs[src] != dst:
+            raise UsageError(f"{flag} maps {src} twice ({pairs[src]} and {dst})")
+        pairs[src] = dst
+    return pairs
+
+
+def load_mapping_file(path: Optional[Path]) -> Tuple[Dict[str, StorageMapping], Dict[str, str], Dict[str, str]]:
+    """storageClasses: {SRC: DST | {storageClass, volumeMode, accessModes}}, networks: {SRC: DST}, claims: {SRC: DST}."""
+    if path is None:
+        return {}, {}, {}
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        data = YAML(typ="safe", pure=True).load(path.read_text()) or {}
+    except (YAMLError, OSError) as exc:
+        raise UsageError(f"--mapping-file {path}: cannot read it: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict) or set(data) - {"storageClasses", "networks", "claims"}:
+        raise UsageError(f"--mapping-file {path}: expected only the keys storageClasses, networks, claims")
+    storage: Dict[str, StorageMapping] = {}
+    for src, dst in (data.get("storageClasses") or {}).items():
+        if isinstance(dst, str):
+            storage[str(src)] = StorageMapping(storage_class=dst)
+        elif isinstance(dst, dict) and set(dst) <= {"storageClass", "volumeMode", "accessModes"}:
+            if dst.get("volumeMode") not in (None, "Block", "Filesystem"):
+                raise UsageError(f"--mapping-file {path}: volumeMode of {src} must be Block or Filesystem")
+            modes = dst.get("accessModes")
+            storage[str(src)] = StorageMapping(dst.get("storageClass"), dst.get("volumeMode"), tuple(modes) if modes else None)
+        else:
+            raise UsageError(f"--mapping-file {path}: storageClasses.{src} must be a class name or "
+                             "{storageClass, volumeMode, accessModes}")
+    return storage, _str_map(data, "networks", path), _str_map(data, "claims", path)
+
+
+def _str_map(data: Dict[str, Any], key: str, path: Path) -> Dict[str, str]:
+    found = data.get(key) or {}
+    if not isinstance(found, dict) or not all(isinstance(v, str) for v in found.values()):
+        raise UsageError(f"--mapping-file {path}: {key} must map names to names")
+    return {str(k): v for k, v in found.items()}
+
+
+def check_connect_url(url: Optional[str]) -> Optional[str]:
+    if url is None:
+        return None
+    if "://" in url:
+        raise UsageError(f"--connect-url {url} has a scheme", "give host:port only, e.g. 10.0.0.5:9185 (it is a gRPC target)")
+    host, sep, port = url.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise UsageError(f"--connect-url {url} is not host:port", "example: 10.0.0.5:9185, or [fd00::1]:9185 for IPv6")
+    return url

@@ -1,0 +1,122 @@
+"""Plan -> YAML documents, through the Jinja templates in templates/.
+
+Templates emit nested values as JSON (valid YAML flow); every document is then parsed and dumped
+again by ruamel.yaml, so the output is deterministic whatever the template's whitespace: 2-space
+indent, nested keys sorted, multi-line strings as literal blocks, no timestamps.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, List, Optional
+
+from kubectl_dlm.errors import TemplateError
+from kubectl_dlm.model import Item, Plan
+
+
+@dataclass(frozen=True)
+class Document:
+    item: Item
+    text: str  # one YAML document, no leading '---'
+
+
+def builtin_template_dir() -> Path:
+    """templates/ as installed (kubectl_dlm/templates), in a source checkout, or in a frozen build."""
+    here = Path(__file__).resolve().parent
+    candidates = [here / "templates", here.parent / "templates"]
+    if hasattr(sys, "_MEIPASS"):
+        candidates.insert(0, Path(sys._MEIPASS) / "kubectl_dlm" / "templates")
+    for candidate in candidates:
+        if (candidate / "virtualmachine.yaml.j2").is_file():
+            return candidate
+    raise TemplateError("the built-in templates are missing from this installation", "reinstall kubectl-dlm")
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+class Renderer:
+    def __init__(self, template_dir: Optional[Path] = None):
+        import jinja2
+
+        self._jinja = jinja2
+        search = [str(template_dir)] if template_dir else []
+        search.append(str(builtin_template_dir()))
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(search),
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+            autoescape=False,
+        )
+        self.env.filters["json"] = _json
+        self._yaml = _dumper()
+
+    def render_item(self, item: Item) -> Document:
+        jinja2 = self._jinja
+        try:
+            text = self.env.get_template(item.template).render(**item.context)
+        except jinja2.TemplateNotFound as exc:
+            raise TemplateError(f"template {exc.name} not found", "check --template-dir") from None
+        except jinja2.TemplateError as exc:
+            raise TemplateError(f"template {item.template} failed for {item.kind} {item.name}: {exc}",
+                                "fix the template in --template-dir, or drop the override") from None
+        return Document(item, normalize(text, item.template, self._yaml))
+
+    def render(self, plan: Plan, phases=None, sides=None) -> List[Document]:
+        kwargs = {}
+        if phases is not None:
+            kwargs["phases"] = phases
+        if sides is not None:
+            kwargs["sides"] = sides
+        return [self.render_item(item) for item in plan.items(**kwargs)]
+
+
+def _dumper():
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="rt", pure=True)
+    yaml.indent(mapping=2, sequence=2, offset=0)  # kubectl's style: list dashes flush with the key
+    yaml.width = 4096  # never fold long strings: folding makes diffs noisy
+    return yaml
+
+
+def normalize(text: str, origin: str, yaml=None) -> str:
+    """Parse a rendered template and dump it in the canonical style."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    yaml = yaml or _dumper()
+    try:
+        data = YAML(typ="safe", pure=True).load(text)
+    except YAMLError as exc:
+        raise TemplateError(f"template {origin} did not produce valid YAML: {str(exc).splitlines()[0]}",
+                            "fix the template in --template-dir") from None
+    if not isinstance(data, dict) or not data.get("kind"):
+        raise TemplateError(f"template {origin} did not produce a Kubernetes object", "fix the template in --template-dir")
+    out = io.StringIO()
+    yaml.dump(_literal_blocks(data), out)
+    return out.getvalue()
+
+
+def _literal_blocks(value: Any) -> Any:
+    """Multi-line strings (cloud-init user data, scripts) read best as `|` blocks."""
+    from ruamel.yaml.scalarstring import LiteralScalarString
+
+    if isinstance(value, dict):
+        return {k: _literal_blocks(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_literal_blocks(v) for v in value]
+    if isinstance(value, str) and "\n" in value.rstrip("\n") and _printable(value):
+        return LiteralScalarString(value)
+    return value
+
+
+def _printable(text: str) -> bool:
+    return all(ch == "\n" or ch == "\t" or (ch.isprintable() and ch != "\r") for ch in text) and not any(
+        line != line.rstrip() for line in text.split("\n")
+    )
