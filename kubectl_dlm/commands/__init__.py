@@ -1,0 +1,1 @@
+"""One module per command; each is thin: parse flags, call one function, print."""
