@@ -17,6 +17,11 @@ from kubectl_dlm import __version__, errors
 # name -> "module:attribute"; one line per command, in the order `--help` lists them.
 COMMANDS = {
     "render": "kubectl_dlm.commands.render:render",
+    "migrate": "kubectl_dlm.commands.migrate:migrate",
+    "apply": "kubectl_dlm.commands.apply:apply",
+    "status": "kubectl_dlm.commands.status:status",
+    "cancel": "kubectl_dlm.commands.cancel:cancel",
+    "cleanup": "kubectl_dlm.commands.cleanup:cleanup",
     "version": "kubectl_dlm.commands.version:version",
 }
 

@@ -168,3 +168,35 @@ def _matches(labels: Dict[str, str], selector: str) -> bool:
         elif labels.get(term) is None:
             return False
     return True
+
+
+@dataclass
+class PerVM:
+    """Planning one VM at a time, so that one refusal does not stop a batch (`migrate`)."""
+
+    settings: Settings
+    source: Source
+    target: TargetInfo
+    clusters: Dict[str, Any]
+    plans: Dict[str, Any]  # vm name -> VMPlan, or the DlmError that refused it
+
+
+def plan_each(request: Request) -> PerVM:
+    from kubectl_dlm.errors import DlmError
+
+    source, source_cluster, namespace, names = read_source(request)
+    target_cluster = connect_target(request, source_cluster)
+    target = TargetInfo()
+    if target_cluster is not None:
+        from kubectl_dlm import kube
+
+        target = kube.read_target(target_cluster)
+    settings = make_settings(request, namespace, source_cluster, target_cluster)
+    plans: Dict[str, Any] = {}
+    for name in names:
+        try:
+            plans[name] = make_plan(source, [name], settings, target).vms[0]
+        except DlmError as exc:
+            plans[name] = exc
+    clusters = {k: v for k, v in (("source", source_cluster), ("target", target_cluster)) if v is not None}
+    return PerVM(settings, source, target, clusters, plans)

@@ -98,9 +98,7 @@ def plan_vm(source: Source, name: str, settings: Settings, target: TargetInfo, b
     connect_url = settings.connect_url or (target.sync_addresses[0] if target.sync_addresses else None)
     out.connect_url = connect_url
     if connect_url:
-        out.items.append(ctx.item("send", "VirtualMachineInstanceMigration", f"{name}-send-{migration_id[:8]}",
-                                  "vmim-send.yaml.j2", ctx.source_ref(ns, name),
-                                  {"vmi_name": name, "migration_id": migration_id, "connect_url": connect_url}))
+        out.items.append(send_item(settings, name, migration_id, connect_url))
     else:
         out.warnings.append(
             "the source VirtualMachineInstanceMigration (phase send) was not rendered: the target's synchronization "
@@ -114,6 +112,14 @@ def plan_vm(source: Source, name: str, settings: Settings, target: TargetInfo, b
     for sa in refs.service_accounts:
         out.prerequisites.append(f"ServiceAccount {settings.target_namespace}/{sa} on the target")
     return out
+
+
+def send_item(settings: Settings, vm: str, migration_id: str, connect_url: str) -> Item:
+    """The source VMIM; `migrate` builds it late when the sync address is only known from the target VMIM."""
+    ctx = _Ctx(settings, vm, migration_id)
+    return ctx.item("send", "VirtualMachineInstanceMigration", f"{vm}-send-{migration_id[:8]}", "vmim-send.yaml.j2",
+                    ctx.source_ref(settings.source_namespace, vm),
+                    {"vmi_name": vm, "migration_id": migration_id, "connect_url": connect_url})
 
 
 class _Ctx:

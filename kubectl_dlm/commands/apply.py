@@ -1,0 +1,41 @@
+"""`kubectl dlm apply -f DIR`: carry out a bundle that was rendered to a directory and reviewed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from kubectl_dlm.commands.follow_options import follow_options
+
+EXAMPLES = """
+\b
+Examples:
+  kubectl dlm render my-vm -n prod --to-context east --output-dir migration/my-vm
+  git add migration/my-vm && git commit   # review it in a pull request
+  kubectl dlm apply -f migration/my-vm
+"""
+
+
+@click.command(epilog=EXAMPLES)
+@click.option("-f", "--filename", "directory", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The directory written by `kubectl dlm render --output-dir`.")
+@click.option("--kubeconfig", metavar="PATH", help="Kubeconfig (default: $KUBECONFIG, ~/.kube/config).")
+@click.option("--context", metavar="NAME", help="Source context (default: the one recorded in the bundle).")
+@click.option("--to-context", metavar="NAME", help="Target context (default: the one recorded in the bundle).")
+@click.option("--to-kubeconfig", metavar="PATH", help="Kubeconfig for the target context.")
+@follow_options
+@click.option("--parallel", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--dry-run", type=click.Choice(("server",)), default=None, help="server: validate on the API servers only.")
+def apply(directory, kubeconfig, context, to_context, to_kubeconfig, timeout, sync_timeout, prometheus_url, output,
+          parallel, dry_run) -> int:
+    """Apply a reviewed bundle in phase order, each object to its cluster, and follow it."""
+    from kubectl_dlm import execute, kube
+
+    index = execute._read_index(directory)
+    source = kube.connect(kubeconfig, context or index["source"].get("cluster") or None)
+    target_context = to_context or index["target"].get("cluster") or None
+    target = kube.connect(to_kubeconfig or kubeconfig, target_context) if target_context != source.context else source
+    options = execute.FollowOptions(timeout=timeout, sync_timeout=sync_timeout, parallel=parallel,
+                                    prometheus_url=prometheus_url, output=output, dry_run=dry_run == "server")
+    return execute.apply_bundle(directory, source, target, options)

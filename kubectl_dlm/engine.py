@@ -1,0 +1,240 @@
+"""Carry out rendered bundles on the two clusters, in order, and follow them to the end.
+
+Per VM the steps are: prepare (server-side apply on the target) -> wait until the receiving VMI
+is WaitingForSync -> receive (target VMIM) -> send (source VMIM, with the connect URL from the
+target) -> follow until both sides are final. Every step is idempotent: a re-run finds its own
+objects by their labels and carries on where the migration is; it never creates a second VMIM.
+Everything the engine learns comes from watches (watcher.py), none from polling loops.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional
+
+from kubectl_dlm import follow, kube
+from kubectl_dlm.errors import Conflict, DlmError
+from kubectl_dlm.model import (
+    LABEL_MIGRATION_ID, LABEL_VM, MANAGED_BY, MANAGER, Obj, Settings, meta,
+)
+from kubectl_dlm.watcher import Event, Watcher, drain
+
+COPIED_KINDS = ("Secret", "ConfigMap", "VirtualMachineInstancetype", "VirtualMachinePreference", "ControllerRevision")
+REFUSED = "refused"
+STEPS = ("prepare", "wait-receiver", "receive", "send", "follow", "done")
+
+
+@dataclass
+class Run:
+    """One VM's migration as the engine carries it out."""
+
+    vm: str
+    migration_id: str
+    docs: Dict[str, List[Obj]]  # phase -> objects in apply order
+    connect_url: Optional[str]
+    make_send: Optional[Callable[[str], Obj]] = None  # builds the source VMIM once the URL is known
+    step: str = "prepare"
+    view: follow.View = field(default_factory=follow.View)
+    outcome: Optional[str] = None
+    message: str = ""
+    hint: str = ""
+    started: float = 0.0
+    sent_at: Optional[float] = None
+    phase_since: Dict[str, float] = field(default_factory=dict)
+    last_phases: tuple = ("", "")
+
+
+class Engine:
+    def __init__(self, source: kube.Cluster, target: kube.Cluster, settings: Settings, reporter,
+                 timeout: Optional[float] = None, sync_timeout: Optional[float] = None, parallel: int = 1,
+                 dry_run: bool = False, metrics=None):
+        self.source, self.target, self.settings = source, target, settings
+        self.reporter, self.metrics = reporter, metrics
+        self.timeout, self.sync_timeout = timeout, sync_timeout
+        self.parallel, self.dry_run = max(1, parallel), dry_run
+        self.events: "queue.Queue[Event]" = queue.Queue()
+        self.watchers: List[Watcher] = []
+
+    # --- applying ---------------------------------------------------------------------------
+
+    def apply_owned(self, cluster: kube.Cluster, obj: Obj, run: Run) -> Obj:
+        """Apply one object unless the name is taken by something this migration did not create."""
+        kind, m = obj["kind"], meta(obj)
+        existing = kube.get(cluster, kind, m.get("namespace"), m["name"])
+        if existing is not None:
+            labels = meta(existing).get("labels") or {}
+            ours = labels.get(MANAGED_BY) == MANAGER and (kind in COPIED_KINDS or labels.get(LABEL_MIGRATION_ID) == run.migration_id)
+            if not ours:
+                raise Conflict(
+                    f"{kind} {m.get('namespace')}/{m['name']} already exists on {cluster.describe()} and was not "
+                    f"created by this migration ({run.migration_id}); nothing was overwritten",
+                    "rename or remove it, or run `kubectl dlm cleanup` if an earlier attempt left it behind")
+            if kind == "VirtualMachineInstanceMigration":
+                return existing  # spec is immutable and already what we want
+        if kind == "DataVolume":
+            pvc = kube.get(cluster, "PersistentVolumeClaim", m.get("namespace"), m["name"])
+            if pvc is not None and existing is None:
+                raise Conflict(f"PersistentVolumeClaim {m.get('namespace')}/{m['name']} already exists on "
+                               f"{cluster.describe()}; the blank DataVolume {m['name']} would adopt it",
+                               "remove or rename that claim, or map the claim name with --claim-map")
+        return kube.apply(cluster, obj, dry_run=self.dry_run)
+
+    def _apply_phase(self, run: Run, phase: str) -> None:
+        cluster = self.source if phase == "send" else self.target
+        for obj in run.docs.get(phase, []):
+            self.apply_owned(cluster, obj, run)
+            self.reporter.event(run.vm, f"{'checked' if self.dry_run else 'applied'} {obj['kind']} "
+                                        f"{meta(obj).get('namespace')}/{meta(obj)['name']} on {cluster.context}")
+
+    # --- watching ---------------------------------------------------------------------------
+
+    def _start_watchers(self) -> None:
+        selector = f"{MANAGED_BY}={MANAGER}"
+        ns_src, ns_tgt = self.settings.source_namespace, self.settings.target_namespace
+        specs = [(self.target, "VirtualMachineInstance", ns_tgt, "target/vmi", ""),
+                 (self.target, "VirtualMachineInstanceMigration", ns_tgt, "target/vmim", selector),
+                 (self.source, "VirtualMachineInstanceMigration", ns_src, "source/vmim", selector)]
+        for cluster, kind, ns, tag, sel in specs:
+            watcher = Watcher(cluster, kind, ns, self.events, tag, sel)
+            watcher.start()
+            self.watchers.append(watcher)
+
+    def stop(self) -> None:
+        for watcher in self.watchers:
+            watcher.stop()
+
+    def _observe(self, runs: List[Run], event: Event) -> None:
+        if event.type in ("LOST", "BACK"):
+            self.reporter.notice(event.message)
+            return
+        for run in runs:
+            if event.tag == "target/vmi":
+                self._observe_vmi(run, event)
+            else:
+                self._observe_vmim(run, event, "source" if event.tag.startswith("source") else "target")
+
+    def _observe_vmi(self, run: Run, event: Event) -> None:
+        mine = [o for o in event.objects if meta(o).get("name") == run.vm]
+        if event.type == "LIST":
+            run.view.target_vmi = mine[0] if mine else None
+        elif mine:
+            run.view.target_vmi = None if event.type == "DELETED" else mine[0]
+
+    def _observe_vmim(self, run: Run, event: Event, side: str) -> None:
+        mine = [o for o in event.objects if (meta(o).get("labels") or {}).get(LABEL_MIGRATION_ID) == run.migration_id
+                and (meta(o).get("labels") or {}).get(LABEL_VM) is not None]
+        attr = f"{side}_vmim"
+        current = getattr(run.view, attr)
+        if event.type == "LIST" or (mine and event.type == "DELETED"):
+            found = None if event.type == "DELETED" else (mine[0] if mine else None)
+            if found is None and current is not None:
+                setattr(run.view, f"{attr}_final", follow.phase(current))
+            setattr(run.view, attr, found)
+        elif mine:
+            setattr(run.view, attr, mine[0])
+        if getattr(run.view, attr) is not None:
+            setattr(run.view, f"{attr}_seen", True)
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def _advance(self, run: Run, now: float) -> None:
+        if run.step == "prepare":
+            self._apply_phase(run, "prepare")
+            run.step = "wait-receiver"
+        if run.step == "wait-receiver":
+            vmi_phase = follow.phase(run.view.target_vmi)
+            if vmi_phase == "WaitingForSync" or run.view.target_vmim is not None:
+                run.step = "receive"
+            elif vmi_phase in ("Failed", "Succeeded"):
+                self._finish(run, follow.FAILED, f"the receiving VMI is {vmi_phase}",
+                             "see `kubectl describe vmi` on the target, then `kubectl dlm cleanup`")
+                return
+        if run.step == "receive":
+            self._apply_phase(run, "receive")
+            run.step = "send"
+        if run.step == "send":
+            url = run.connect_url or self._sync_address(run)
+            if url:
+                if not run.docs.get("send") and run.make_send:
+                    run.docs["send"] = [run.make_send(url)]
+                self._apply_phase(run, "send")
+                run.sent_at = now
+                run.step = "follow"
+        if run.step == "follow":
+            self._judge(run, now)
+
+    def _sync_address(self, run: Run) -> Optional[str]:
+        addresses = ((run.view.target_vmim or {}).get("status") or {}).get("synchronizationAddresses") or []
+        return addresses[0] if addresses else None
+
+    def _judge(self, run: Run, now: float) -> None:
+        result = follow.assess(run.view)
+        phases = (result.source_phase, result.target_phase)
+        if phases != run.last_phases:
+            run.last_phases = phases
+            run.phase_since = {"at": now}
+        self.reporter.update(run, result, now - run.phase_since.get("at", now), self._progress(run, result))
+        if result.outcome:
+            self._finish(run, result.outcome, result.message, result.hint)
+            return
+        if self.sync_timeout and run.sent_at and follow.sync_stalled(run.view) and now - run.sent_at > self.sync_timeout:
+            why = "; ".join(f"{side}: {msg}" for side, msg in result.blocked) or "no condition reported"
+            cause, fix = follow.explain(why)
+            self._finish(run, follow.TIMED_OUT,
+                         f"the two sides did not connect within {int(self.sync_timeout)}s ({why})"
+                         + (f" - likely cause: {cause}" if cause else ""),
+                         (fix + "; " if fix else "") + f"the migration was left as it is: keep waiting with "
+                         f"`kubectl dlm status {run.vm} --watch`, or stop it with `kubectl dlm cancel {run.vm}`")
+
+    def _progress(self, run: Run, result: follow.Assessment) -> Optional[Dict[str, Any]]:
+        if self.metrics is None or result.source_phase != "Running":
+            return None
+        return self.metrics.progress(self.settings.source_namespace, run.vm)
+
+    def _finish(self, run: Run, outcome: str, message: str = "", hint: str = "") -> None:
+        run.outcome, run.message, run.hint, run.step = outcome, message, hint, "done"
+        self.reporter.finished(run)
+
+    def run(self, runs: List[Run]) -> List[Run]:
+        """Carry out every run, at most `parallel` at a time; one VM's failure does not stop the others."""
+        if self.dry_run:
+            for run in runs:
+                for phase in ("prepare", "receive", "send"):
+                    if phase == "send" and not run.docs.get("send") and run.make_send and run.connect_url:
+                        run.docs["send"] = [run.make_send(run.connect_url)]
+                    self._apply_phase(run, phase)
+                self._finish(run, "dry run", "the API servers accepted every object; nothing was changed")
+            return runs
+        self._start_watchers()
+        deadline = time.monotonic() + self.timeout if self.timeout else None
+        waiting, active = list(runs), []
+        try:
+            while waiting or active:
+                while waiting and len(active) < self.parallel:
+                    run = waiting.pop(0)
+                    run.started = time.monotonic()
+                    active.append(run)
+                for event in drain(self.events, 0.5):
+                    self._observe(runs, event)
+                now = time.monotonic()
+                for run in list(active):
+                    try:
+                        self._advance(run, now)
+                    except Conflict as exc:
+                        self._finish(run, REFUSED, exc.message, exc.hint)
+                    except DlmError as exc:
+                        self._finish(run, follow.FAILED, exc.message, exc.hint)
+                    if run.step == "done":
+                        active.remove(run)
+                if deadline and now > deadline:
+                    for run in active + waiting:
+                        self._finish(run, follow.TIMED_OUT, f"--timeout of {int(self.timeout)}s reached",
+                                     f"the migration was left as it is: `kubectl dlm status {run.vm} --watch` "
+                                     f"to keep following, `kubectl dlm cancel {run.vm}` to stop it")
+                    break
+        finally:
+            self.stop()
+        return runs
+

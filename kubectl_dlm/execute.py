@@ -1,0 +1,240 @@
+"""Glue for the commands that change clusters: migrate, apply, status --watch.
+
+plan (or read a reviewed bundle) -> Runs -> Engine -> outcome -> exit code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from kubectl_dlm import errors, follow
+from kubectl_dlm.engine import REFUSED, Engine, Run
+from kubectl_dlm.model import PHASES, Obj
+from kubectl_dlm.progress import Reporter
+
+EXIT_BY_OUTCOME = {follow.FAILED: errors.FAILED, follow.TIMED_OUT: errors.TIMED_OUT,
+                   follow.CANCELLED: errors.CANCELLED, REFUSED: errors.REFUSED}
+SEVERITY = (follow.FAILED, follow.TIMED_OUT, follow.CANCELLED, REFUSED)
+
+
+@dataclass
+class FollowOptions:
+    timeout: Optional[float] = None
+    sync_timeout: Optional[float] = None
+    parallel: int = 1
+    prometheus_url: Optional[str] = None
+    output: str = "auto"
+    dry_run: bool = False
+
+
+def exit_code(runs: List[Run]) -> int:
+    outcomes = {r.outcome for r in runs}
+    for outcome in SEVERITY:
+        if outcome in outcomes:
+            return EXIT_BY_OUTCOME[outcome]
+    return errors.OK
+
+
+def parse_docs(texts: List[str]) -> List[Obj]:
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="safe", pure=True)
+    return [yaml.load(t) for t in texts]
+
+
+def _metrics(options: FollowOptions, reporter: Reporter):
+    if not options.prometheus_url:
+        reporter.notice("no --prometheus-url: showing phases only (KubeVirt publishes transfer progress only as Prometheus metrics)")
+        return None
+    from kubectl_dlm.metrics import Prometheus
+
+    return Prometheus(options.prometheus_url)
+
+
+def migrate(request, options: FollowOptions, skip_checks: bool = False) -> int:
+    from kubectl_dlm import pipeline
+    from kubectl_dlm.plan import send_item
+    from kubectl_dlm.render import Renderer
+
+    reporter = Reporter(options.output)
+    planned = pipeline.plan_each(request)
+    source, target = planned.clusters["source"], planned.clusters["target"]
+    renderer = Renderer(request.template_dir)
+    runs: List[Run] = []
+    refused: List[Run] = []
+    for name, vm_plan in planned.plans.items():
+        if isinstance(vm_plan, errors.DlmError):
+            run = Run(vm=name, migration_id="-", docs={}, connect_url=None)
+            run.outcome, run.message, run.hint = REFUSED, vm_plan.message, vm_plan.hint
+            refused.append(run)
+            reporter.finished(run)
+            continue
+        for warning in vm_plan.warnings:
+            if "was not rendered" not in warning:
+                reporter.notice(f"warning: {name}: {warning}")
+        docs: Dict[str, List[Obj]] = {p: [] for p in PHASES}
+        for item in vm_plan.items:
+            docs[item.phase].append(parse_docs([renderer.render_item(item).text])[0])
+
+        def make_send(url: str, _name=name, _id=vm_plan.migration_id) -> Obj:
+            return parse_docs([renderer.render_item(send_item(planned.settings, _name, _id, url)).text])[0]
+
+        runs.append(Run(vm=name, migration_id=vm_plan.migration_id, docs=docs, connect_url=vm_plan.connect_url,
+                        make_send=make_send))
+    if runs and not skip_checks and not options.dry_run:
+        runs = _checked(request, runs, refused, reporter)
+    elif skip_checks:
+        reporter.notice("warning: --skip-checks: pre-flight checks were not run")
+    if runs and source.server != target.server and not options.dry_run:
+        _ensure_trust(source, target, reporter)
+    engine = Engine(source, target, planned.settings, reporter, timeout=options.timeout,
+                    sync_timeout=options.sync_timeout, parallel=options.parallel, dry_run=options.dry_run,
+                    metrics=None if options.dry_run else _metrics(options, reporter))
+    return _carry_out(engine, runs, refused, reporter)
+
+
+def _checked(request, runs: List[Run], refused: List[Run], reporter: Reporter) -> List[Run]:
+    """Run the same pre-flight checks as `kubectl dlm check`; a VM with a failed check does not start."""
+    try:
+        from kubectl_dlm import checks
+    except ImportError:  # pragma: no cover - checks ship with the package
+        return runs
+    kept = []
+    for run in runs:
+        single = _copy_request(request, run.vm)
+        report = checks.run_checks(single)
+        failed = [c for c in report.rows if c.status == "fail"]
+        if failed:
+            run.outcome = REFUSED
+            run.message = "pre-flight checks failed: " + "; ".join(f"{c.name}: {c.reason}" for c in failed)
+            run.hint = "; ".join(dict.fromkeys(c.fix for c in failed if c.fix)) or "see `kubectl dlm check`"
+            refused.append(run)
+            reporter.finished(run)
+        else:
+            kept.append(run)
+    return kept
+
+
+def _copy_request(request, vm: str):
+    from dataclasses import replace
+
+    return replace(request, vms=(vm,), selector="")
+
+
+def _ensure_trust(source, target, reporter: Reporter) -> None:
+    try:
+        from kubectl_dlm import trust
+    except ImportError:  # pragma: no cover
+        return
+    changes = trust.ensure_trust(source, target)
+    if changes:
+        reporter.notice(f"re-posted KubeVirt CA trust between {source.context} and {target.context}")
+
+
+def _carry_out(engine: Engine, runs: List[Run], refused: List[Run], reporter: Reporter) -> int:
+    try:
+        engine.run(runs)
+    except KeyboardInterrupt:
+        engine.stop()
+        names = " ".join(r.vm for r in runs if r.outcome is None) or "VM"
+        reporter.notice(
+            "interrupted: stopped following; the migration keeps running on the clusters.\n"
+            f"  resume:   run the same command again, or kubectl dlm status {names} --watch\n"
+            f"  cancel:   kubectl dlm cancel {names}\n"
+            f"  clean up: kubectl dlm cleanup {names} (after a failure or cancel)")
+        return errors.INTERRUPTED
+    everything = refused + runs
+    reporter.summary(everything)
+    return exit_code(everything)
+
+
+def apply_bundle(directory: Path, source, target, options: FollowOptions) -> int:
+    """Carry out a reviewed `render --output-dir` tree; Secrets it lists are copied server to server."""
+    from kubectl_dlm import bundle as bundle_mod
+    from kubectl_dlm import load
+    from kubectl_dlm.model import Settings
+
+    reporter = Reporter(options.output)
+    index = _read_index(directory)
+    settings = Settings(source_namespace=index["source"]["namespace"], target_namespace=index["target"]["namespace"],
+                        source_cluster=index["source"].get("cluster") or "", target_cluster=index["target"].get("cluster") or "")
+    runs: Dict[str, Run] = {}
+    from kubectl_dlm.model import LABEL_MIGRATION_ID, meta
+
+    by_id = {v["migrationID"]: v for v in index.get("vms") or []}
+    for entry in index.get("phases") or []:
+        for rel in entry.get("files") or []:
+            path = directory / rel
+            try:
+                obj = load.read_text(path.read_text(), str(path), "").objects
+            except OSError as exc:
+                raise errors.UsageError(f"{path}: cannot read it: {exc.strerror}", "re-render the bundle") from None
+            for doc in obj.values():
+                mid = (meta(doc).get("labels") or {}).get(LABEL_MIGRATION_ID)
+                if mid not in by_id:
+                    raise errors.UsageError(f"{path} does not belong to this bundle (migration ID {mid})",
+                                            f"it must carry a migration ID listed in {bundle_mod.INDEX_FILE}")
+                vm = by_id[mid]
+                run = runs.setdefault(mid, Run(vm=vm["name"], migration_id=mid, docs={p: [] for p in PHASES},
+                                               connect_url=vm.get("connectURL") or None))
+                run.docs[entry["phase"]].append(doc)
+    for mid, run in runs.items():
+        if not run.docs["send"] and run.connect_url is None:
+            from kubectl_dlm.plan import send_item
+            from kubectl_dlm.render import Renderer
+
+            renderer = Renderer()
+            run.make_send = lambda url, _run=run: parse_docs(
+                [renderer.render_item(send_item(settings, _run.vm, _run.migration_id, url)).text])[0]
+    _copy_secrets(index, source, target, reporter, options.dry_run)
+    engine = Engine(source, target, settings, reporter, timeout=options.timeout, sync_timeout=options.sync_timeout,
+                    parallel=options.parallel, dry_run=options.dry_run,
+                    metrics=None if options.dry_run else _metrics(options, reporter))
+    return _carry_out(engine, list(runs.values()), [], reporter)
+
+
+def _read_index(directory: Path) -> Dict:
+    from ruamel.yaml import YAML
+
+    from kubectl_dlm.bundle import INDEX_FILE, INDEX_KIND
+
+    path = directory / INDEX_FILE
+    if not path.is_file():
+        raise errors.UsageError(f"{directory} is not a kubectl-dlm bundle (no {INDEX_FILE})",
+                                "render one with kubectl dlm render ... --output-dir DIR")
+    index = YAML(typ="safe", pure=True).load(path.read_text())
+    if not isinstance(index, dict) or index.get("kind") != INDEX_KIND:
+        raise errors.UsageError(f"{path} is not a kubectl-dlm bundle index")
+    return index
+
+
+def _copy_secrets(index: Dict, source, target, reporter: Reporter, dry_run: bool) -> None:
+    """Read each listed Secret on the source and apply it on the target; the data never touches disk."""
+    from kubectl_dlm import clean, kube
+    from kubectl_dlm.model import ANN_COPY_OF, MANAGED_BY, MANAGER, meta
+
+    for ref in index.get("secretsToCopy") or []:
+        secret = kube.get(source, "Secret", ref["sourceNamespace"], ref["name"])
+        if secret is None:
+            raise errors.NotFound(f"Secret {ref['sourceNamespace']}/{ref['name']} listed by the bundle is missing on "
+                                  f"{source.describe()}", "create it on the source, or re-render the bundle")
+        labels = clean.labels(secret)
+        labels[MANAGED_BY] = MANAGER
+        annotations = clean.annotations(secret)
+        annotations[ANN_COPY_OF] = f"{ref['sourceNamespace']}/{ref['name']}"
+        copy = {"apiVersion": "v1", "kind": "Secret", "type": secret.get("type") or "Opaque",
+                "metadata": {"name": ref["name"], "namespace": ref["targetNamespace"], "labels": labels,
+                             "annotations": annotations},
+                "data": secret.get("data") or {}}
+        if secret.get("immutable") is not None:
+            copy["immutable"] = secret["immutable"]
+        existing = kube.get(target, "Secret", ref["targetNamespace"], ref["name"])
+        if existing is not None and (meta(existing).get("labels") or {}).get(MANAGED_BY) != MANAGER:
+            raise errors.Conflict(f"Secret {ref['targetNamespace']}/{ref['name']} already exists on {target.describe()} "
+                                  "and was not created by kubectl-dlm; nothing was overwritten",
+                                  "remove or rename it, or copy it yourself and drop it from the bundle")
+        kube.apply(target, copy, dry_run=dry_run)
+        reporter.event(ref["vm"], f"copied Secret {ref['sourceNamespace']}/{ref['name']} to {target.context} "
+                                  f"namespace {ref['targetNamespace']} (data not shown)")

@@ -1,0 +1,137 @@
+"""Where a migration stands, from what the two clusters show. Pure: objects in, assessment out.
+
+KubeVirt publishes no progress in status (only Prometheus metrics) and has no timeout of its own
+for the sync phases, so this module turns phases and conditions into an outcome and, when a side
+is blocked, into a plain-words cause and fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+from kubectl_dlm.model import Obj
+
+SUCCEEDED, FAILED, CANCELLED, TIMED_OUT = "succeeded", "failed", "cancelled", "timed out"
+SYNC_PHASES = ("", "WaitingForSync", "Synchronizing")
+BLOCKED_CONDITION = "decentralizedMigrationBlocked"
+ABORT_CONDITION = "migrationAbortRequested"
+
+
+@dataclass
+class View:
+    """The latest objects seen for one VM's migration. `*_seen` tells 'gone' from 'not yet created'."""
+
+    source_vmim: Optional[Obj] = None
+    target_vmim: Optional[Obj] = None
+    target_vmi: Optional[Obj] = None
+    source_vmim_seen: bool = False
+    target_vmim_seen: bool = False
+    source_vmim_final: str = ""  # last phase seen before the object went away
+    target_vmim_final: str = ""
+
+
+@dataclass
+class Assessment:
+    source_phase: str
+    target_phase: str
+    outcome: Optional[str] = None
+    message: str = ""
+    hint: str = ""
+    blocked: List[Tuple[str, str]] = field(default_factory=list)  # (side, message)
+
+
+def phase(obj: Optional[Obj]) -> str:
+    return ((obj or {}).get("status") or {}).get("phase") or ""
+
+
+def _conditions(obj: Optional[Obj]) -> List[Dict[str, Any]]:
+    return ((obj or {}).get("status") or {}).get("conditions") or []
+
+
+def assess(view: View) -> Assessment:
+    src = phase(view.source_vmim) or (f"gone after {view.source_vmim_final}" if view.source_vmim_seen and view.source_vmim is None else "")
+    tgt = phase(view.target_vmim) or (f"gone after {view.target_vmim_final}" if view.target_vmim_seen and view.target_vmim is None else "")
+    result = Assessment(source_phase=src or "-", target_phase=tgt or "-")
+    for side, vmim in (("source", view.source_vmim), ("target", view.target_vmim)):
+        for cond in _conditions(vmim):
+            if cond.get("type") == BLOCKED_CONDITION and cond.get("status") == "True":
+                result.blocked.append((side, cond.get("message") or cond.get("reason") or ""))
+    target_done = phase(view.target_vmim) == "Succeeded" or view.target_vmim_final == "Succeeded"
+    source_done = phase(view.source_vmim) == "Succeeded" or (view.source_vmim_seen and view.source_vmim is None
+                                                           and view.source_vmim_final in ("Succeeded", "Running", "TargetReady", ""))
+    # The source VMIM is deleted by KubeVirt once its VMI is gone after success: gone is success.
+    if target_done and source_done:
+        result.outcome = SUCCEEDED
+        return result
+    for side, vmim in (("target", view.target_vmim), ("source", view.source_vmim)):
+        if phase(vmim) == "Failed":
+            result.outcome = FAILED
+            result.message = f"the {side} migration failed: {failure_reason(vmim)}"
+            result.hint = explain(result.message)[1] or "run `kubectl dlm cleanup` and try again; the source VM keeps running"
+            return result
+    target_gone = view.target_vmim_seen and view.target_vmim is None
+    source_gone = view.source_vmim_seen and view.source_vmim is None
+    # A source VMIM that vanishes while the target is mid-transfer may be KubeVirt's own
+    # clean-up after success seen out of order across two clusters: only the target decides.
+    if target_gone or (source_gone and phase(view.target_vmim) in SYNC_PHASES):
+        side, last = ("target", view.target_vmim_final) if target_gone else ("source", view.source_vmim_final)
+        result.outcome = CANCELLED
+        result.message = f"the {side} migration was deleted while {last or 'starting'}"
+        result.hint = "run `kubectl dlm cleanup` before a new attempt"
+    return result
+
+
+def failure_reason(vmim: Optional[Obj]) -> str:
+    status = (vmim or {}).get("status") or {}
+    state = status.get("migrationState") or {}
+    for cond in _conditions(vmim):
+        if cond.get("type") == BLOCKED_CONDITION and cond.get("message"):
+            return cond["message"]
+    if state.get("failureReason"):
+        return state["failureReason"]
+    if any(c.get("type") == ABORT_CONDITION for c in _conditions(vmim)):
+        return "the migration was aborted (one side was deleted)"
+    return "KubeVirt gave no reason; see `kubectl describe vmim` on both sides"
+
+
+# Known messages from KubeVirt's synchronization controller, in plain words (dlm-state-machine §2.6-2.8).
+_CAUSES = (
+    (("x509", "unknown authority", "bad certificate", "certificate"),
+     "the two clusters do not trust each other's KubeVirt CA",
+     "run `kubectl dlm trust --context SOURCE --to-context TARGET`, then retry"),
+    (("connection refused", "no route to host", "i/o timeout", "deadline exceeded", "dial tcp", "connection error",
+      "unavailable", "transport"),
+     "the target's synchronization address cannot be reached from the source (or the other way round)",
+     "check that KubeVirt.status.synchronizationAddresses on each cluster is routable from the other; "
+     "pass --connect-url if the default address is not"),
+    (("unable to locate vmi", "unable to locate",),
+     "the other side's VMI or migration does not exist yet",
+     "make sure the receiving VM was created and the target migration applied"),
+    (("feature gate", "decentralizedlivemigration"),
+     "decentralized live migration is disabled on one cluster",
+     "add DecentralizedLiveMigration to spec.configuration.developerConfiguration.featureGates of the KubeVirt CR"),
+    (("waiting for incoming synchronization",),
+     "the target is waiting for the source to connect",
+     "normal at the start; if it lasts, check the source migration and the sync address"),
+)
+
+
+def explain(message: str) -> Tuple[str, str]:
+    """(cause, fix) for a KubeVirt message, or ("", "") when it is not one we know."""
+    lowered = message.lower()
+    for needles, cause, fix in _CAUSES:
+        if any(n in lowered for n in needles):
+            return cause, fix
+    return "", ""
+
+
+def sync_stalled(view: View) -> bool:
+    """Both sides still waiting to connect (the phase that has no timeout in KubeVirt)."""
+    return phase(view.source_vmim) in SYNC_PHASES or phase(view.target_vmim) in SYNC_PHASES
+
+
+def eta_seconds(remaining_bytes: Optional[float], rate: Optional[float]) -> Optional[float]:
+    if remaining_bytes is None or not rate or rate <= 0:
+        return None
+    return remaining_bytes / rate

@@ -1,0 +1,136 @@
+"""status, cancel and cleanup: look at, stop, and tidy up a migration this tool started."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+from kubectl_dlm import errors, follow, inventory, kube
+from kubectl_dlm.model import LABEL_MIGRATION_ID, Obj, meta
+
+
+@dataclass
+class Sides:
+    source: kube.Cluster
+    target: kube.Cluster
+    source_namespace: str
+    target_namespace: str
+
+
+def connect(kubeconfig, context, namespace, to_context, to_kubeconfig, to_namespace) -> Sides:
+    source = kube.connect(kubeconfig, context)
+    target = kube.connect(to_kubeconfig or kubeconfig, to_context) if (to_context or to_kubeconfig) else source
+    ns = namespace or source.namespace
+    return Sides(source, target, ns, to_namespace or ns)
+
+
+def view_of(sides: Sides, vm: str):
+    """(migration id, follow.View) of the newest migration of `vm`, or (None, None)."""
+    src = inventory.vmims(sides.source, sides.source_namespace, vm)
+    tgt = inventory.vmims(sides.target, sides.target_namespace, vm)
+    migration_id = inventory.latest_migration_id(src, tgt)
+    if migration_id is None:
+        return None, None
+    pick = lambda objs: next((o for o in reversed(objs) if (meta(o).get("labels") or {}).get(LABEL_MIGRATION_ID) == migration_id), None)
+    view = follow.View(source_vmim=pick(src), target_vmim=pick(tgt),
+                       target_vmi=kube.get(sides.target, "VirtualMachineInstance", sides.target_namespace, vm))
+    view.source_vmim_seen = view.source_vmim is not None
+    view.target_vmim_seen = view.target_vmim is not None
+    if view.target_vmim is not None and follow.phase(view.target_vmim) == "Succeeded" and view.source_vmim is None:
+        view.source_vmim_seen, view.source_vmim_final = True, "Succeeded"  # KubeVirt deletes it after success
+    return migration_id, view
+
+
+@dataclass
+class StatusRow:
+    vm: str
+    migration_id: str
+    source_phase: str
+    target_phase: str
+    target_vmi_phase: str
+    outcome: str
+    details: List[str] = field(default_factory=list)
+
+
+def status(sides: Sides, vm: str) -> StatusRow:
+    migration_id, view = view_of(sides, vm)
+    if view is None:
+        raise errors.NotFound(f"no migration of VirtualMachine {sides.source_namespace}/{vm} by kubectl-dlm found "
+                              f"(looked in {sides.source.context}/{sides.source_namespace} and "
+                              f"{sides.target.context}/{sides.target_namespace})",
+                              "check -n, --to-context and --to-namespace")
+    result = follow.assess(view)
+    details = []
+    for side, message in result.blocked:
+        cause, fix = follow.explain(message)
+        details.append(f"{side} blocked: {message}" + (f"\n    likely cause: {cause}\n    fix: {fix}" if cause else ""))
+    if result.message:
+        details.append(result.message + (f"\n    hint: {result.hint}" if result.hint else ""))
+    return StatusRow(vm, migration_id, result.source_phase, result.target_phase,
+                     follow.phase(view.target_vmi) or "-", result.outcome or "in progress", details)
+
+
+@dataclass
+class CancelReport:
+    vm: str
+    deleted: List[str]
+    source_vmi_phase: str
+    target_vmi_phase: str
+
+
+def cancel(sides: Sides, vm: str, timeout: float = 120) -> CancelReport:
+    """Delete our non-final VMIMs on both clusters (KubeVirt does not propagate a cancel across
+    clusters), then wait until KubeVirt has let go of them (its finalizers are gone)."""
+    doomed = []
+    for cluster, ns in ((sides.target, sides.target_namespace), (sides.source, sides.source_namespace)):
+        for vmim in inventory.vmims(cluster, ns, vm):
+            if follow.phase(vmim) not in inventory.FINAL:
+                doomed.append((cluster, ns, meta(vmim)["name"]))
+    for cluster, ns, name in doomed:
+        kube.delete(cluster, "VirtualMachineInstanceMigration", ns, name)
+    deadline = time.monotonic() + timeout
+    for cluster, ns, name in doomed:
+        while kube.get(cluster, "VirtualMachineInstanceMigration", ns, name) is not None:
+            if time.monotonic() > deadline:
+                raise errors.DlmError(f"VirtualMachineInstanceMigration {ns}/{name} on {cluster.describe()} is still "
+                                      f"there after {int(timeout)}s (KubeVirt has not released it)",
+                                      "check virt-controller on that cluster; run cancel again to keep waiting")
+            time.sleep(0.5)
+    src_vmi = kube.get(sides.source, "VirtualMachineInstance", sides.source_namespace, vm)
+    tgt_vmi = kube.get(sides.target, "VirtualMachineInstance", sides.target_namespace, vm)
+    return CancelReport(vm, [f"{c.context}/{ns}/{n}" for c, ns, n in doomed],
+                        follow.phase(src_vmi) or "gone", follow.phase(tgt_vmi) or "gone")
+
+
+@dataclass
+class CleanupPlan:
+    vm: str
+    objects: List[Obj]
+    refusal: Optional[str] = None
+
+
+def plan_cleanup(sides: Sides, vm: str) -> CleanupPlan:
+    found = inventory.created_on_target(sides.target, sides.target_namespace, vm)
+    vmims = found["VirtualMachineInstanceMigration"]
+    refusal = None
+    if any(follow.phase(v) == "Succeeded" for v in vmims) or any(
+            (o.get("spec") or {}).get("runStrategy") not in (None, "WaitAsReceiver") for o in found["VirtualMachine"]):
+        refusal = "the migration succeeded: the target VM is now the running VM"
+    elif any(follow.phase(v) not in inventory.FINAL for v in vmims):
+        refusal = "a migration is still running; cancel it first with `kubectl dlm cancel`"
+    objects = vmims + found["VirtualMachine"] + found["DataVolume"]
+    return CleanupPlan(vm, objects, refusal)
+
+
+def run_cleanup(sides: Sides, plan: CleanupPlan, dry_run: bool) -> List[str]:
+    done = []
+    for obj in plan.objects:
+        m = meta(obj)
+        if kube.delete(sides.target, obj["kind"], m.get("namespace"), m["name"], dry_run=dry_run):
+            done.append(f"{obj['kind']} {m.get('namespace')}/{m['name']}")
+    return done
+
+
+def counts(rows: Dict[str, int]) -> str:
+    return ", ".join(f"{v} {k}" for k, v in rows.items() if v)

@@ -1,0 +1,128 @@
+"""How a migration in progress is shown: live lines on a terminal, timestamped lines in a log,
+one JSON event per line for automation."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from typing import IO, Any, Dict, List, Optional
+
+from kubectl_dlm import follow
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def describe(result: follow.Assessment, elapsed: float, progress: Optional[Dict[str, float]]) -> str:
+    line = f"source {result.source_phase}, target {result.target_phase} ({int(elapsed)}s)"
+    if progress:
+        parts = []
+        if "processed" in progress:
+            parts.append(f"{human_bytes(progress['processed'])} sent")
+        if "remaining" in progress:
+            parts.append(f"{human_bytes(progress['remaining'])} left")
+        if progress.get("rate"):
+            parts.append(f"{human_bytes(progress['rate'])}/s")
+        eta = follow.eta_seconds(progress.get("remaining"), progress.get("rate"))
+        if eta is not None:
+            parts.append(f"ETA {int(eta)}s")
+        line += " - " + ", ".join(parts)
+    for side, message in result.blocked:
+        cause, _ = follow.explain(message)
+        line += f" - {side} blocked: {message}" + (f" ({cause})" if cause else "")
+    return line
+
+
+class Reporter:
+    def __init__(self, mode: str = "auto", out: IO[str] = sys.stdout):
+        if mode == "auto":
+            mode = "tty" if out.isatty() else "plain"
+        self.mode, self.out = mode, out
+        self.lines: Dict[str, str] = {}
+        self.drawn = 0
+        self.said: set = set()
+
+    def _emit(self, payload: Dict[str, Any]) -> None:
+        payload = {"time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), **payload}
+        self.out.write(json.dumps(payload, sort_keys=True) + "\n")
+        self.out.flush()
+
+    def _print(self, text: str) -> None:
+        if self.mode == "tty":
+            self._clear()
+            self.out.write(text + "\n")
+            self._draw()
+        else:
+            self.out.write(f"{time.strftime('%H:%M:%S')} {text}\n")
+        self.out.flush()
+
+    def _clear(self) -> None:
+        if self.drawn:
+            self.out.write(f"\x1b[{self.drawn}F\x1b[J")
+            self.drawn = 0
+
+    def _draw(self) -> None:
+        for vm, line in self.lines.items():
+            self.out.write(f"{vm}: {line}\n")
+        self.drawn = len(self.lines)
+
+    def event(self, vm: str, message: str) -> None:
+        if self.mode == "json":
+            self._emit({"vm": vm, "event": "step", "message": message})
+        else:
+            self._print(f"{vm}: {message}")
+
+    def notice(self, message: str) -> None:
+        if message in self.said:
+            return
+        self.said.add(message)
+        if self.mode == "json":
+            self._emit({"event": "notice", "message": message})
+        else:
+            self._print(message)
+
+    def update(self, run, result: follow.Assessment, elapsed: float, progress: Optional[Dict[str, float]]) -> None:
+        line = describe(result, elapsed, progress)
+        key = describe(result, 0, None)  # what changed, ignoring the clock
+        if self.mode == "tty":
+            self.lines[run.vm] = line
+            self._clear()
+            self._draw()
+            self.out.flush()
+            return
+        if self.lines.get(run.vm) == key and not progress:
+            return
+        self.lines[run.vm] = key
+        if self.mode == "json":
+            self._emit({"vm": run.vm, "event": "status", "source": result.source_phase, "target": result.target_phase,
+                        "blocked": [{"side": s, "message": m} for s, m in result.blocked], "progress": progress or {}})
+        else:
+            self._print(f"{run.vm}: {line}")
+
+    def finished(self, run) -> None:
+        self.lines.pop(run.vm, None)
+        if self.mode == "json":
+            self._emit({"vm": run.vm, "event": "finished", "outcome": run.outcome, "migrationID": run.migration_id,
+                        "message": run.message, "hint": run.hint})
+            return
+        text = f"{run.vm}: {run.outcome}" + (f": {run.message}" if run.message else "")
+        if run.hint:
+            text += f"\n  hint: {run.hint}"
+        self._print(text)
+
+    def summary(self, runs: List[Any]) -> None:
+        if self.mode == "json" or len(runs) < 2:
+            return
+        self._clear()
+        width = max(len(r.vm) for r in runs)
+        self.out.write(f"\n{'VM'.ljust(width)}  {'OUTCOME':10}  MIGRATION ID\n")
+        for r in runs:
+            self.out.write(f"{r.vm.ljust(width)}  {str(r.outcome):10}  {r.migration_id}\n")
+        self.out.flush()
