@@ -1,0 +1,28 @@
+# Every target a contributor needs; `make help` lists them.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: help install test unit example bench release
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+install: ## create .venv and install kubectl-dlm with its test tools (editable)
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[test]'
+
+test: install ## the whole suite, as CI runs it; builds (or reuses) the test API server first
+	@bin=$$(bash -o pipefail -c 'bash tests/infra/build.sh | tail -n 1') || { \
+	  if [ "$${CI:-}" = true ]; then echo "make test: the test API server could not be built" >&2; exit 1; fi; \
+	  echo "make test: no test API server; cluster tests will skip" >&2; bin=; }; \
+	MINI_KUBE_BIN=$$bin PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest
+
+unit: install ## the fast tier only (no API servers)
+	$(PY) -m pytest tests -q --ignore=tests/harness --ignore=tests/sim -m 'not cluster'
+
+example: install ## render the built-in example VM
+	$(VENV)/bin/kubectl-dlm render --example
+
+bench: install ## startup and render timings (benchmarks/README.md)
+	$(PY) benchmarks/run.py
