@@ -7,6 +7,7 @@ indent, nested keys sorted, multi-line strings as literal blocks, no timestamps.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import sys
@@ -104,16 +105,37 @@ def normalize(text: str, origin: str, yaml=None) -> str:
 
 
 def _literal_blocks(value: Any) -> Any:
-    """Multi-line strings (cloud-init user data, scripts) read best as `|` blocks."""
+    """Multi-line strings (cloud-init user data, scripts) read best as `|` blocks.
+
+    Strings that a YAML 1.1 reader (kubectl, sigs.k8s.io/yaml) would take for something else
+    (`yes`, `on`, `n`, `1:20`, ...) are quoted, keys included: ruamel dumps YAML 1.2, where they
+    are plain strings, so a ConfigMap value "on" would otherwise reach the API server as `true`.
+    """
     from ruamel.yaml.scalarstring import LiteralScalarString
 
     if isinstance(value, dict):
-        return {k: _literal_blocks(v) for k, v in value.items()}
+        return {_quoted(k): _literal_blocks(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_literal_blocks(v) for v in value]
     if isinstance(value, str) and "\n" in value.rstrip("\n") and _printable(value):
         return LiteralScalarString(value)
-    return value
+    return _quoted(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _yaml11_tag(value: str) -> str:
+    from ruamel.yaml.nodes import ScalarNode
+    from ruamel.yaml.resolver import VersionedResolver
+
+    return VersionedResolver(version=(1, 1)).resolve(ScalarNode, value, (True, False))
+
+
+def _quoted(value: Any) -> Any:
+    if not isinstance(value, str) or "\n" in value or _yaml11_tag(value) == "tag:yaml.org,2002:str":
+        return value
+    from ruamel.yaml.scalarstring import SingleQuotedScalarString
+
+    return SingleQuotedScalarString(value)
 
 
 def _printable(text: str) -> bool:
