@@ -62,6 +62,11 @@ def run(argv: Optional[List[str]] = None) -> int:
     except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("interrupted", err=True)
         return errors.INTERRUPTED
+    except click.UsageError as exc:
+        # One line, like every other error: the usage banner click prints would bury it.
+        where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        click.echo(f"error: {exc.format_message()}{where}", err=True)
+        return errors.USAGE
     except click.ClickException as exc:
         exc.show()
         return errors.USAGE
