@@ -297,3 +297,47 @@ def read_target(cluster: Cluster) -> TargetInfo:
     if kubevirts:
         addresses = tuple((kubevirts[0].get("status") or {}).get("synchronizationAddresses") or ())
     return TargetInfo(storage_classes=classes, sync_addresses=addresses, kubevirt_found=bool(kubevirts))
+
+
+# --- small generic helpers (check, trust) ------------------------------------------------------
+
+def get_path(cluster: Cluster, path: str, verb: str) -> Optional[Obj]:
+    """GET any API path (e.g. cluster-scoped kinds outside KINDS); None when it is not found."""
+    try:
+        return call(cluster, "GET", path, verb)
+    except NotFound:
+        return None
+
+
+def replace(cluster: Cluster, obj: Obj) -> Obj:
+    """Update (PUT) the whole object. Its metadata.resourceVersion makes the write conditional: a
+    concurrent change gives Conflict, so a read-modify-write never loses someone else's write.
+    (Sent as application/yaml, of which JSON is a subset: the client passes a str body through as is.)"""
+    m = meta(obj)
+    return call(cluster, "PUT", _path(obj["kind"], m.get("namespace"), m["name"]),
+                f"update {obj['kind']} {m.get('namespace')}/{m['name']}", body=obj, content_type="application/yaml")
+
+
+def access_review(cluster: Cluster, verb: str, resource: str, group: str = "", namespace: str = "",
+                  name: str = "") -> tuple:
+    """May the current user do `verb` on `resource`? SelfSubjectAccessReview.
+
+    Returns (True|False, reason), or (None, why) when the server cannot answer (no authorization
+    API, creating the review is forbidden, ...): the caller must say "could not verify", not pass.
+    """
+    attributes = {"verb": verb, "resource": resource, "group": group}
+    if namespace:
+        attributes["namespace"] = namespace
+    if name:
+        attributes["name"] = name
+    body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": attributes}}
+    try:
+        result = call(cluster, "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                      "create SelfSubjectAccessReview", body=body, content_type="application/yaml", attempts=2)
+    except DlmError as exc:
+        return None, exc.message
+    status = (result or {}).get("status") or {}
+    if "allowed" not in status:
+        return None, f"{cluster.describe()} returned a SelfSubjectAccessReview without a decision"
+    return bool(status["allowed"]), status.get("reason") or status.get("evaluationError") or ""

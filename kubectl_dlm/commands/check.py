@@ -1,0 +1,59 @@
+"""`kubectl dlm check`: every pre-flight check, one row each; exit 3 when any fails."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from kubectl_dlm import errors
+from kubectl_dlm.options import mapping_options, selection_options, source_options, target_options
+
+EXAMPLES = """
+\b
+Examples:
+  # Before moving a VM to another cluster:
+  kubectl dlm check my-vm -n prod --to-context east --to-namespace prod
+\b
+  # Several VMs, with the storage class mapping the migration will use:
+  kubectl dlm check -l app=db -n prod --to-context east --storage-class-map local=ceph-rbd
+\b
+  # For automation: one JSON document; exit code 3 when a check failed:
+  kubectl dlm check my-vm -n prod --to-namespace prod-b -o json | jq '.checks[] | select(.status=="fail")'
+\b
+Statuses: pass; warn (works, with a caveat); fail (the migration would fail: fix it first);
+unknown (could not verify, e.g. the server cannot answer an access review: never counted as pass).
+Nothing is created or changed, and no connection is opened to a synchronization address.
+Exit codes: 0 nothing failed, 3 a check failed, 4 VM not found, 6 a cluster is unreachable.
+"""
+
+
+@click.command(epilog=EXAMPLES)
+@selection_options
+@source_options
+@target_options
+@mapping_options
+@click.option("-o", "--output", type=click.Choice(("table", "json")), default="table", show_default=True,
+              help="table: one row per check; json: one document for automation.")
+def check(vms, selector, kubeconfig, context, namespace, to_context, to_kubeconfig, to_namespace, storage_class_map,
+          network_map, claim_map, mapping_file, migration_id, connect_url, secrets, output) -> int:
+    """Check that the VMs can be migrated, before anything is created.
+
+    Checks both clusters (DLM enabled, KubeVirt version, CA trust, synchronization addresses,
+    your permissions), the target namespace, and for each VM: running and migratable, volumes,
+    storage classes, networks, names and MAC addresses already taken on the target, and the
+    Secrets, ConfigMaps and instancetypes it references.
+    """
+    from kubectl_dlm import checks, pipeline
+
+    request = pipeline.Request(
+        vms=tuple(vms), selector=selector, kubeconfig=kubeconfig, context=context, namespace=namespace,
+        to_context=to_context, to_kubeconfig=to_kubeconfig, to_namespace=to_namespace,
+        storage_class_map=storage_class_map, network_map=network_map, claim_map=claim_map,
+        mapping_file=mapping_file, migration_id=migration_id, connect_url=connect_url, secrets=secrets or "include")
+    report = checks.run_checks(request)
+    if output == "json":
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        click.echo(checks.format_table(report), nl=False)
+    return errors.REFUSED if report.failed else errors.OK

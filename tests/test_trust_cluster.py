@@ -1,0 +1,141 @@
+"""`kubectl dlm trust` against the two test clusters; virt-operator's CA merge is played by the simulator.
+
+Every test starts and ends with the clusters' baseline: each kubevirt-ca holds only its own CA and
+each kubevirt-external-ca is empty (the clusters are shared by the whole session).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from kubectl_dlm import errors, pem
+from tests.test_pem import NOW, make_cert
+
+pytest.importorskip("tests.harness.clusters", reason="the test clusters (tests/harness/clusters.py) are not in this tree")
+pytest.importorskip("tests.sim.fixtures", reason="the KubeVirt simulator (tests/sim) is not in this tree")
+
+KV_NS = "kubevirt"
+
+
+def bundle(cluster, name: str = "kubevirt-ca") -> str:
+    return (cluster.request("GET", f"/api/v1/namespaces/{KV_NS}/configmaps/{name}").get("data") or {}).get("ca-bundle") or ""
+
+
+def version(cluster, name: str) -> str:
+    return cluster.request("GET", f"/api/v1/namespaces/{KV_NS}/configmaps/{name}")["metadata"]["resourceVersion"]
+
+
+def set_bundle(cluster, name: str, text: str) -> None:
+    cluster.request("PATCH", f"/api/v1/namespaces/{KV_NS}/configmaps/{name}", {"data": {"ca-bundle": text}},
+                    content_type="application/merge-patch+json")
+
+
+def own_ca(cluster) -> pem.Certificate:
+    return pem.parse_bundle(cluster.kubevirt_ca_pem)[0]
+
+
+def reset_trust(clusters) -> None:
+    for c in clusters:
+        set_bundle(c, "kubevirt-external-ca", "")
+        set_bundle(c, "kubevirt-ca", c.kubevirt_ca_pem)
+
+
+@pytest.fixture
+def untrusted(clusters):
+    """Neither cluster trusts the other, before and after the test."""
+    reset_trust(clusters)
+    yield clusters
+    reset_trust(clusters)
+
+
+def trust_cmd(cli, clusters, *extra):
+    return cli("trust", "--kubeconfig", clusters.kubeconfig, "--context", "source", "--to-context", "target", *extra)
+
+
+def cert_line(label: str, cert: pem.Certificate) -> str:
+    return (f"  {label:<21} {cert.subject}  valid {pem.format_time(cert.not_before)} .. "
+            f"{pem.format_time(cert.not_after)}  sha256 {cert.short_id}")
+
+
+def test_trust_from_scratch_then_again_changes_nothing(untrusted, namespaces, kubevirt_sim, cli):
+    clusters = untrusted
+    src, tgt = own_ca(clusters.source), own_ca(clusters.target)
+
+    first = trust_cmd(cli, clusters)
+    assert first.code == errors.OK, first.stderr
+    lines = first.stdout.splitlines()
+    assert lines[:4] == ["source -> target (kubevirt/kubevirt-external-ca):", cert_line("add", src),
+                         "target -> source (kubevirt/kubevirt-external-ca):", cert_line("add", tgt)]
+    assert lines[4].startswith("target: kubevirt-ca now holds source's 1 certificate(s) (after ")
+    assert lines[5].startswith("source: kubevirt-ca now holds target's 1 certificate(s) (after ")
+    assert lines[6] == "trusted: source and target accept each other's KubeVirt CA"
+    assert [c.sha256 for c in pem.parse_bundle(bundle(clusters.target))] == [tgt.sha256, src.sha256]
+    assert [c.sha256 for c in pem.parse_bundle(bundle(clusters.source))] == [src.sha256, tgt.sha256]
+
+    versions = {c.name: version(c, "kubevirt-external-ca") for c in clusters}
+    again = trust_cmd(cli, clusters)
+    assert again.code == errors.OK, again.stderr
+    assert again.stdout.splitlines() == [
+        "source -> target (kubevirt/kubevirt-external-ca):", cert_line("trusted", src), cert_line("trusted", tgt),
+        "  nothing to change: target already trusts all of source's valid CA certificates",
+        "target -> source (kubevirt/kubevirt-external-ca):", cert_line("trusted", tgt), cert_line("trusted", src),
+        "  nothing to change: source already trusts all of target's valid CA certificates",
+        "nothing changed: source and target already trust each other's KubeVirt CA"]
+    assert {c.name: version(c, "kubevirt-external-ca") for c in clusters} == versions  # nothing was written
+    for c in clusters:  # no duplicates
+        certs = pem.parse_bundle(bundle(c))
+        assert len(certs) == len(pem.unique(certs)) == 2
+
+
+def test_dry_run_shows_what_would_change_and_changes_nothing(untrusted, cli):
+    clusters = untrusted
+    src, tgt = own_ca(clusters.source), own_ca(clusters.target)
+    result = trust_cmd(cli, clusters, "--dry-run")
+    assert result.code == errors.OK, result.stderr
+    assert result.stdout.splitlines() == [
+        "source -> target (kubevirt/kubevirt-external-ca):", cert_line("would add", src),
+        "target -> source (kubevirt/kubevirt-external-ca):", cert_line("would add", tgt),
+        "dry run: would post 2 certificate(s); nothing was changed"]
+    assert bundle(clusters.target, "kubevirt-external-ca") == bundle(clusters.source, "kubevirt-external-ca") == ""
+
+
+def test_expired_certificate_is_skipped_and_a_stuck_operator_times_out(untrusted, cli, tmp_path):
+    """No simulator here: nothing merges, so the drop box shows exactly what was posted."""
+    clusters = untrusted
+    expired_pem = make_cert(tmp_path, "/CN=kubevirt.io@retired", not_before=NOW - dt.timedelta(days=9),
+                            not_after=NOW - dt.timedelta(days=2))
+    expired = pem.parse_bundle(expired_pem)[0]
+    src = own_ca(clusters.source)
+    set_bundle(clusters.source, "kubevirt-ca", clusters.source.kubevirt_ca_pem + expired_pem)
+
+    result = trust_cmd(cli, clusters, "--timeout", "2")
+    assert result.code == errors.TIMED_OUT
+    assert cert_line("add", src) in result.stdout.splitlines()
+    assert cert_line("skip (expired)", expired) in result.stdout.splitlines()
+    assert result.stderr.splitlines() == [
+        f"error: target: kubevirt/kubevirt-ca does not hold 1 of source's CA certificate(s) ({src.subject} sha256 "
+        f"{src.short_id}) after waiting; they still wait in kubevirt-external-ca: is virt-operator running?",
+        "  hint: check with: kubectl --context target -n kubevirt get configmap kubevirt-ca kubevirt-external-ca "
+        "-o yaml; then run the command again (it is safe to repeat), or raise --timeout"]
+    posted = pem.parse_bundle(bundle(clusters.target, "kubevirt-external-ca"))
+    assert [c.sha256 for c in posted] == [src.sha256]  # the expired one was not posted
+
+    again = trust_cmd(cli, clusters, "--timeout", "1", "-o", "json")
+    assert again.code == errors.TIMED_OUT
+    posted = pem.parse_bundle(bundle(clusters.target, "kubevirt-external-ca"))
+    assert [c.sha256 for c in posted] == [src.sha256]  # pending, not posted twice
+
+
+def test_unparseable_drop_box_is_replaced_not_appended_to(untrusted, namespaces, kubevirt_sim, cli):
+    clusters = untrusted
+    # A drop box the operator would discard whole (here before its next reconcile: write and run at once).
+    set_bundle(clusters.target, "kubevirt-external-ca", "-----BEGIN CERTIFICATE-----\nnot base64!\n"
+                                                        "-----END CERTIFICATE-----\n")
+    result = trust_cmd(cli, clusters, "-o", "json")
+    assert result.code == errors.OK, result.stderr
+    data = json.loads(result.stdout)
+    assert data["changed"] is True and data["dryRun"] is False
+    assert [c.sha256 for c in pem.parse_bundle(bundle(clusters.target))][-1] == own_ca(clusters.source).sha256
