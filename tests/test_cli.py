@@ -130,17 +130,21 @@ def batch(tmp_path_factory):
     return dump(all_objects(), tmp_path_factory.mktemp("batch") / "all.yaml")
 
 
-def test_batch_renders_every_vm(batch):
-    result = run_cli(["render", "-f", batch, *TARGET_ARGS])
+@pytest.fixture(scope="module")
+def batch_output(batch):
+    return run_cli(["render", "-f", batch, *TARGET_ARGS])
+
+
+def test_batch_renders_every_vm(batch_output):
+    result = batch_output
     assert result.code == 0, result.stderr
     vms = [d["metadata"]["name"] for d in YAML(typ="safe").load_all(result.stdout) if d and d["kind"] == "VirtualMachine"]
     assert vms == sorted(vms) and len(vms) == len(SUCCESS)
 
 
-def test_render_twice_gives_identical_bytes(batch, tmp_path):
-    first = run_cli(["render", "-f", batch, *TARGET_ARGS])
-    second = run_cli(["render", "-f", batch, *TARGET_ARGS])
-    assert first.stdout == second.stdout and first.stderr == second.stderr
+def test_render_twice_gives_identical_bytes(batch, batch_output, tmp_path):
+    again = run_cli(["render", "-f", batch, *TARGET_ARGS])
+    assert again.stdout == batch_output.stdout and again.stderr == batch_output.stderr
     a, b = tmp_path / "a", tmp_path / "b"
     assert run_cli(["render", "-f", batch, *TARGET_ARGS, "-o", a]).code == 0
     assert run_cli(["render", "-f", batch, *TARGET_ARGS, "-o", b]).code == 0
@@ -149,7 +153,7 @@ def test_render_twice_gives_identical_bytes(batch, tmp_path):
     assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
 
 
-def test_identical_bytes_across_processes_and_hash_seeds(batch):
+def test_identical_bytes_across_processes_and_hash_seeds(batch, batch_output):
     """Separate interpreters with different hash seeds: no set or dict-order leaks into the output."""
     outputs = set()
     for seed in ("0", "4242"):
@@ -159,16 +163,16 @@ def test_identical_bytes_across_processes_and_hash_seeds(batch):
         assert proc.returncode == 0, proc.stderr
         outputs.add(proc.stdout)
     assert len(outputs) == 1
-    assert outputs.pop() == run_cli(["render", "-f", batch, *TARGET_ARGS]).stdout.encode()
+    assert outputs.pop() == batch_output.stdout.encode()
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_shuffled_export_gives_identical_bytes(batch, tmp_path, seed):
+@pytest.mark.parametrize("seed", [1, 2])
+def test_shuffled_export_gives_identical_bytes(batch_output, tmp_path, seed):
     rng = random.Random(seed)
     objs = [shuffled(o, rng) for o in all_objects()]
     rng.shuffle(objs)  # the order of objects in the export does not matter either
     result = run_cli(["render", "-f", dump(objs, tmp_path / "shuffled.yaml"), *TARGET_ARGS])
-    assert result.stdout == run_cli(["render", "-f", batch, *TARGET_ARGS]).stdout
+    assert result.stdout == batch_output.stdout
 
 
 # --- --template-dir -------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ fixture), so that a careless `--snapshot-update` cannot make a broken rule pass.
 from __future__ import annotations
 
 import base64
+import functools
 from typing import List, Optional
 
 import pytest
@@ -38,9 +39,15 @@ def source(name: str, kind: str, obj_name: str) -> dict:
     return next(o for o in fixture_objects(name) if o["kind"] == kind and o["metadata"]["name"] == obj_name)
 
 
+@functools.lru_cache(maxsize=None)
+def rendered(fixture: str, args: tuple):
+    """Rendering is deterministic (test_cli.py checks it), so each fixture renders once per session."""
+    return run_cli(["render", "-f", FIXTURES / f"{fixture}.yaml", *args])
+
+
 class Bundle:
     def __init__(self, fixture: str, *extra: str, args=TARGET_ARGS):
-        self.result = run_cli(["render", "-f", FIXTURES / f"{fixture}.yaml", *args, *extra])
+        self.result = rendered(fixture, (*args, *extra))
         assert self.result.code == errors.OK, self.result.stderr
         self.docs = load_all(self.result.stdout)
 
@@ -104,15 +111,15 @@ def test_every_object_is_clean_and_tied_to_its_migration(name):
 def test_yaml_1_1_readers_see_the_same_objects(name):
     """kubectl reads YAML 1.1: `on`, `yes`, `n` unquoted would turn strings into booleans."""
     args = ["--example"] if name == "example" else ["-f", FIXTURES / f"{name}.yaml", *TARGET_ARGS]
-    result = run_cli(["render", *args])
+    result = run_cli(["render", *args]) if name == "example" else rendered(name, TARGET_ARGS)
     assert result.code == 0
     assert [d for d in pyyaml.safe_load_all(result.stdout) if d] == load_all(result.stdout)
 
 
 def test_configmap_values_that_look_like_booleans_stay_strings():
     cm = Bundle("configmap-secret-volumes").get("ConfigMap", "web-config")
-    yaml11 = [d for d in pyyaml.safe_load_all(run_cli(["render", "-f", FIXTURES / "configmap-secret-volumes.yaml",
-                                                              *TARGET_ARGS]).stdout) if d and d["kind"] == "ConfigMap"][0]
+    yaml11 = [d for d in pyyaml.safe_load_all(rendered("configmap-secret-volumes", TARGET_ARGS).stdout)
+              if d and d["kind"] == "ConfigMap"][0]
     assert yaml11["data"]["cache"] == "yes" and yaml11["metadata"]["labels"]["enabled"] == "on"
     assert cm["data"] == source("configmap-secret-volumes", "ConfigMap", "web-config")["data"]
 
