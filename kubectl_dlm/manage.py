@@ -119,7 +119,15 @@ def plan_cleanup(sides: Sides, vm: str) -> CleanupPlan:
         refusal = "the migration succeeded: the target VM is now the running VM"
     elif any(follow.phase(v) not in inventory.FINAL for v in vmims):
         refusal = "a migration is still running; cancel it first with `kubectl dlm cancel`"
-    objects = vmims + found["VirtualMachine"] + found["DataVolume"]
+    # The PVC behind each blank DataVolume is owned by it; remove it explicitly rather than rely on
+    # garbage collection, so a retry right after cleanup does not meet a claim that is still there.
+    claims = []
+    for dv in found["DataVolume"]:
+        pvc = kube.get(sides.target, "PersistentVolumeClaim", sides.target_namespace, meta(dv)["name"])
+        owners = (meta(pvc).get("ownerReferences") or []) if pvc else []
+        if any(o.get("kind") == "DataVolume" and o.get("uid") == meta(dv).get("uid") for o in owners):
+            claims.append({"kind": "PersistentVolumeClaim", **pvc})
+    objects = vmims + found["VirtualMachine"] + found["DataVolume"] + claims
     return CleanupPlan(vm, objects, refusal)
 
 

@@ -41,7 +41,8 @@ def describe(result: follow.Assessment, elapsed: float, progress: Optional[Dict[
 
 
 class Reporter:
-    def __init__(self, mode: str = "auto", out: IO[str] = sys.stdout):
+    def __init__(self, mode: str = "auto", out: Optional[IO[str]] = None):
+        out = out or sys.stdout  # looked up now: tests and callers may have replaced it
         if mode == "auto":
             mode = "tty" if out.isatty() else "plain"
         self.mode, self.out = mode, out

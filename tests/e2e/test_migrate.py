@@ -1,0 +1,71 @@
+"""`kubectl dlm migrate` end to end: two real API servers, KubeVirt played by the simulator.
+
+Each test checks the end state of both clusters, not only the exit code; the simulator fails
+the test at teardown if the plugin did anything a real KubeVirt webhook would have rejected.
+"""
+
+from __future__ import annotations
+
+from kubectl_dlm import errors
+from tests.e2e.conftest import start_vm
+from tests.sim import scenario
+
+FOLLOW = ("--sync-timeout", "60", "--timeout", "120", "-o", "plain")
+
+
+def assert_moved(sim, src_cluster, src, dst_cluster, dst, name="vm1"):
+    target_vm = sim.get(dst_cluster, "vm", dst, name)
+    assert target_vm["spec"]["runStrategy"] == "Always"  # restored from kubevirt.io/restore-run-strategy
+    assert sim.get(dst_cluster, "vmi", dst, name)["status"]["phase"] == "Running"
+    sim.wait_for(src_cluster, "vm", src, name, lambda o: o["spec"].get("runStrategy") == "Halted", 20,
+                 "source halted")  # KubeVirt halts an Always source once the migration completed
+    sim.wait_gone(src_cluster, "vmi", src, name)
+
+
+def test_same_cluster_namespace_move(namespaces, kubevirt_sim, dlm):
+    src, dst = namespaces("source"), namespaces("source")
+    start_vm(kubevirt_sim, "source", src)
+    code, out, err = dlm("migrate", "vm1", "--context", "source", "-n", src, "--to-namespace", dst, *FOLLOW)
+    assert code == errors.OK, out + err
+    assert "vm1: succeeded" in out
+    assert_moved(kubevirt_sim, "source", src, "source", dst)
+
+
+def test_cross_cluster_move(namespaces, kubevirt_sim, dlm):
+    ns = namespaces("source", "target")
+    start_vm(kubevirt_sim, "source", ns)
+    scenario.trust_each_other(kubevirt_sim)
+    code, out, err = dlm("migrate", "vm1", "--context", "source", "-n", ns, "--to-context", "target", *FOLLOW)
+    assert code == errors.OK, out + err
+    assert_moved(kubevirt_sim, "source", ns, "target", ns)
+    # The source VMIM is deleted by KubeVirt after success; the target one stays Succeeded.
+    assert not [o for o in kubevirt_sim.clusters["source"].stores["vmim"].list(ns)]
+
+
+def test_name_taken_on_target_is_an_error_and_nothing_is_overwritten(clusters, namespaces, kubevirt_sim, dlm):
+    src, dst = namespaces("source"), namespaces("source")
+    start_vm(kubevirt_sim, "source", src)
+    squatter = scenario.vm_manifest("vm1", run_strategy="Halted")
+    squatter["metadata"]["labels"] = {"owner": "someone-else"}
+    scenario.create(kubevirt_sim, "source", "vm", dst, squatter)
+    code, out, err = dlm("migrate", "vm1", "--context", "source", "-n", src, "--to-namespace", dst, "--skip-checks", *FOLLOW)
+    assert code == errors.REFUSED, out + err
+    assert "already exists" in out and "was not created by this migration" in out and "nothing was overwritten" in out
+    kept = kubevirt_sim.get("source", "vm", dst, "vm1")
+    assert kept["metadata"]["labels"] == {"owner": "someone-else"} and kept["spec"]["runStrategy"] == "Halted"
+    assert kubevirt_sim.get("source", "vmi", src, "vm1")["status"]["phase"] == "Running"
+
+
+def test_stall_ends_in_sync_timeout_with_the_cause(namespaces, kubevirt_sim, dlm):
+    ns = namespaces("source", "target")
+    start_vm(kubevirt_sim, "source", ns)
+    scenario.trust_each_other(kubevirt_sim)
+    kubevirt_sim.faults.block_sync("target", "refused")
+    code, out, err = dlm("migrate", "vm1", "--context", "source", "-n", ns, "--to-context", "target",
+                         "--sync-timeout", "5", "--timeout", "60", "-o", "plain")
+    assert code == errors.TIMED_OUT, out + err
+    assert "did not connect within 5s" in out
+    assert "cannot be reached" in out  # the plain-words cause of the dial error
+    assert "kubectl dlm cancel vm1" in out
+    # left as it is: both migrations still exist
+    assert kubevirt_sim.clusters["source"].stores["vmim"].list(ns)
