@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
-from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import pytest
@@ -616,6 +615,22 @@ def test_copies_with_secrets_by_reference():
         "copied-objects", "warn", "Secret prod/db-ci on the target differs from the source's (data.userdata); "
                                   "the VM will use the target's",
         "check that the target's version is the one you want", SCOPE)
+
+
+def test_bundle_row_warns_with_the_plans_warnings_except_those_with_a_row_of_their_own():
+    from kubectl_dlm.model import VMPlan
+
+    vm_plan = VMPlan(vm="db", migration_id="abc", warnings=[
+        "prod/db has persistent TPM state: KubeVirt creates the state PVC on the target itself (...)",
+        "volume hp is hotplugged into the running VM but not in its spec; the target VM gets it as a persisted "
+        "hotplug volume"])
+    assert checks.check_bundle(vm_plan, SCOPE) == Check(
+        "bundle", "warn", "0 object(s) planned (migration-id abc); volume hp is hotplugged into the running VM but not "
+                          "in its spec; the target VM gets it as a persisted hotplug volume",
+        "see `kubectl dlm render` for the bundle", SCOPE)
+    vm_plan.warnings = vm_plan.warnings[:1]
+    assert checks.check_bundle(vm_plan, SCOPE) == Check("bundle", "pass", "0 object(s) planned (migration-id abc)",
+                                                        "", SCOPE)
 
 
 def test_bundle_row():

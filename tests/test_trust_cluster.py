@@ -139,3 +139,36 @@ def test_unparseable_drop_box_is_replaced_not_appended_to(untrusted, namespaces,
     data = json.loads(result.stdout)
     assert data["changed"] is True and data["dryRun"] is False
     assert [c.sha256 for c in pem.parse_bundle(bundle(clusters.target))][-1] == own_ca(clusters.source).sha256
+
+
+def test_without_trust_migrate_stops_in_check_and_after_trust_it_succeeds(untrusted, namespaces, kubevirt_sim, cli):
+    from tests.sim import scenario
+
+    clusters = untrusted
+    ns = namespaces("source", "target")
+    kubevirt_sim.run_vm("source", ns, scenario.vm_manifest("vm1"))
+    migrate = ("migrate", "vm1", "--kubeconfig", clusters.kubeconfig, "--context", "source", "-n", ns,
+               "--to-context", "target", "--sync-timeout", "60", "--timeout", "120", "-o", "plain")
+
+    refused = cli(*migrate)
+    assert refused.code == errors.REFUSED, refused.stdout + refused.stderr
+    assert "pre-flight checks failed: ca-trust: target's kubevirt-ca lacks 1 of source's 1 CA certificate(s)" \
+        in refused.stdout + refused.stderr
+    assert "kubectl dlm trust --context source --to-context target" in refused.stdout + refused.stderr
+    # Stopped before anything was created: not halfway.
+    assert kubevirt_sim.get("target", "vm", ns, "vm1") is None
+    assert kubevirt_sim.get("target", "dv", ns, "vm1-disk") is None
+    assert clusters.target.request("GET", f"/apis/kubevirt.io/v1/namespaces/{ns}/virtualmachineinstancemigrations")["items"] == []
+    assert clusters.source.request("GET", f"/apis/kubevirt.io/v1/namespaces/{ns}/virtualmachineinstancemigrations")["items"] == []
+
+    assert trust_cmd(cli, clusters).code == errors.OK
+    checked = cli("check", "vm1", "--kubeconfig", clusters.kubeconfig, "--context", "source", "-n", ns,
+                  "--to-context", "target")
+    assert checked.code == errors.OK, checked.stdout
+
+    done = cli(*migrate)
+    assert done.code == errors.OK, done.stdout + done.stderr
+    target_vmi = kubevirt_sim.wait_for("target", "vmi", ns, "vm1",
+                                       lambda o: o is not None and (o.get("status") or {}).get("phase") == "Running")
+    assert target_vmi["status"]["phase"] == "Running"
+    assert kubevirt_sim.get("target", "vm", ns, "vm1")["spec"]["runStrategy"] == "Always"
