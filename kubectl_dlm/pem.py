@@ -219,6 +219,15 @@ def _time(tag: int, raw: bytes) -> dt.datetime:
 
 
 def parse_der(der: bytes) -> Certificate:
+    try:
+        return _parse_der(der)
+    except PemError:
+        raise
+    except (ValueError, IndexError):  # a structure the reader did not expect: still only "does not parse"
+        raise PemError("malformed DER") from None
+
+
+def _parse_der(der: bytes) -> Certificate:
     tag, start, end = _tlv(der, 0, len(der))
     if tag != 0x30 or end != len(der):
         raise PemError("not a DER certificate (SEQUENCE)")

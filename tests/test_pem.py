@@ -178,3 +178,18 @@ def test_truncated_certificate_body_does_not_crash(certs):
     for cut in (1, 10, len(der) // 2, len(der) - 1):
         with pytest.raises(pem.PemError):
             pem.parse_der(der[:cut])
+
+
+def test_random_corruption_is_always_a_pem_error(certs):
+    import random
+
+    der = bytearray(openssl_der(certs["valid"]))
+    rng = random.Random(5)
+    for _ in range(300):
+        broken = bytearray(der)
+        for _ in range(3):
+            broken[rng.randrange(len(broken))] = rng.randrange(256)
+        try:
+            pem.parse_der(bytes(broken))
+        except pem.PemError:
+            pass  # anything else (IndexError, UnicodeError, ...) fails the test
