@@ -108,16 +108,16 @@ def call(cluster: Cluster, method: str, path: str, verb: str, *, query: Optional
 def _request(cluster: Cluster, method: str, path: str, query: Dict[str, Any], body: Any, content_type: str) -> Any:
     api = cluster.api
     headers = {"Content-Type": content_type, "Accept": "application/json"}
-    data = None if body is None else json.dumps(body)
-    if hasattr(api, "param_serialize"):  # kubernetes >= 35
+    if hasattr(api, "param_serialize"):  # kubernetes >= 35: the REST layer encodes JSON and YAML bodies itself
         method, url, headers, data, post = api.param_serialize(
             method=method, resource_path=path, query_params=list(query.items()), header_params=headers,
-            body=data, auth_settings=["BearerToken"])
+            body=body, auth_settings=["BearerToken"])
         response = api.call_api(method, url, headers, data, post, _request_timeout=REQUEST_TIMEOUT)
         raw = response.read()
         if response.status >= 400:
             raise ApiException(http_resp=response)
         return json.loads(raw) if raw else None
+    data = None if body is None else json.dumps(body)
     raw = api.call_api(path, method, query_params=list(query.items()), header_params=headers, body=data,
                        auth_settings=["BearerToken"], _return_http_data_only=True, _preload_content=False,
                        _request_timeout=REQUEST_TIMEOUT).data
