@@ -25,6 +25,8 @@ COMMANDS = {
     "check": "kubectl_dlm.commands.check:check",
     "trust": "kubectl_dlm.commands.trust:trust",
     "version": "kubectl_dlm.commands.version:version",
+    "completion": "kubectl_dlm.commands.completion:completion",
+    "__complete": "kubectl_dlm.commands.completion:complete",
 }
 
 
