@@ -65,6 +65,12 @@ def assess(view: View) -> Assessment:
         result.outcome = SUCCEEDED
         return result
     for side, vmim in (("target", view.target_vmim), ("source", view.source_vmim)):
+        if phase(vmim) == "Failed" and _aborted(vmim):
+            # Deleting a VMIM is how DLM is cancelled; KubeVirt marks it aborted on its way out.
+            result.outcome = CANCELLED
+            result.message = f"the {side} migration was deleted (cancelled); the source VM keeps running"
+            result.hint = "run `kubectl dlm cleanup` before a new attempt"
+            return result
         if phase(vmim) == "Failed":
             result.outcome = FAILED
             result.message = f"the {side} migration failed: {failure_reason(vmim)}"
@@ -80,6 +86,10 @@ def assess(view: View) -> Assessment:
         result.message = f"the {side} migration was deleted while {last or 'starting'}"
         result.hint = "run `kubectl dlm cleanup` before a new attempt"
     return result
+
+
+def _aborted(vmim: Optional[Obj]) -> bool:
+    return any(c.get("type") == ABORT_CONDITION and c.get("status") == "True" for c in _conditions(vmim))
 
 
 def failure_reason(vmim: Optional[Obj]) -> str:
