@@ -69,7 +69,7 @@ def index(plan: Plan, docs: List[Document]) -> Dict:
         "secretsToCopy": [
             {"name": r.name, "sourceNamespace": r.source_namespace, "targetNamespace": r.target_namespace,
              "type": r.type, "keys": list(r.keys), "usedBy": list(r.used_by), "vm": r.vm}
-            for v in plan.vms for r in v.secret_refs
+            for v in plan.vms for r in v.secret_refs if s.secrets == "reference"  # omit: the user copies them
         ],
     }
 
@@ -94,15 +94,18 @@ def summary(plan: Plan, docs: List[Document]) -> str:
     lines += ["", "## Contents", "", "| phase | cluster | kind | namespace/name |", "|---|---|---|---|"]
     lines += [f"| {d.item.phase} | {d.item.side} | {d.item.kind} | {d.item.namespace}/{d.item.name} |" for d in docs]
     refs = [r for v in plan.vms for r in v.secret_refs]
-    if refs:
+    if refs and s.secrets == "omit":
+        lines += ["", "## Secrets the target needs (not copied by this bundle: --secrets omit)", ""]
+        lines += [f"- `{r.target_namespace}/{r.name}` ({r.type}) for {r.vm}, used by {', '.join(r.used_by)}" for r in refs]
+    elif refs:
         lines += ["", "## Secrets to copy", "",
                   "Their data is not in this bundle. `kubectl dlm apply -f .` copies them from the source cluster "
                   "to the target, server to server. To copy one by hand:", ""]
         for r in refs:
             lines.append(f"- `{r.source_namespace}/{r.name}` ({r.type}; keys: {', '.join(r.keys) or 'none'}) for {r.vm}, used by {', '.join(r.used_by)}")
-        lines += ["", "    kubectl get secret NAME -n SOURCE_NS -o json | jq 'del(.metadata.uid,.metadata.resourceVersion,"
+        lines += ["", "```sh", "kubectl get secret NAME -n SOURCE_NS -o json | jq 'del(.metadata.uid,.metadata.resourceVersion,"
                   ".metadata.creationTimestamp,.metadata.managedFields,.metadata.ownerReferences) | .metadata.namespace=\"TARGET_NS\"' "
-                  "| kubectl --context TARGET apply -f -"]
+                  "| kubectl --context TARGET apply -f -", "```"]
     notes = [f"- {v.vm}: {p}" for v in plan.vms for p in v.prerequisites] + [f"- {v.vm}: {w}" for v in plan.vms for w in v.warnings]
     if notes:
         lines += ["", "## Prerequisites and warnings", ""] + notes

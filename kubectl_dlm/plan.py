@@ -92,7 +92,7 @@ def plan_vm(source: Source, name: str, settings: Settings, target: TargetInfo, b
     out.prerequisites.extend(prerequisites)
     for claim in refs.claims:
         out.items.append(plan_datavolume(source, vm, claim, ctx, target))
-    out.items.append(plan_target_vm(vm, vmi, ctx))
+    out.items.append(plan_target_vm(vm, vmi, ctx, refs))
     out.items.append(ctx.item("receive", "VirtualMachineInstanceMigration", f"{name}-receive-{migration_id[:8]}",
                               "vmim-receive.yaml.j2", ctx.source_ref(ns, name), {"vmi_name": name, "migration_id": migration_id}))
     connect_url = settings.connect_url or (target.sync_addresses[0] if target.sync_addresses else None)
@@ -234,11 +234,16 @@ def restore_run_strategy(vm: Obj) -> str:
     return "Halted"
 
 
-def plan_target_vm(vm: Obj, vmi: Optional[Obj], ctx: _Ctx) -> Item:
+def plan_target_vm(vm: Obj, vmi: Optional[Obj], ctx: _Ctx, refs: References) -> Item:
     settings = ctx.settings
     spec = copy.deepcopy(vm.get("spec") or {})
     spec.pop("running", None)
     spec.pop("runStrategy", None)
+    # Pin the copied ControllerRevision, so the target VMI gets exactly the source's domain even
+    # if the instancetype changed since (kubevirt-dlm-api.md §6).
+    for key, matcher in (("instancetype", refs.instancetype), ("preference", refs.preference)):
+        if matcher and matcher[2] and key in spec:
+            spec[key]["revisionName"] = matcher[2]
     template = spec.setdefault("template", {})
     template["metadata"] = clean.template_metadata(template.get("metadata") or {})
     if not template["metadata"]:

@@ -109,15 +109,20 @@ def references(vm: Obj, vmi: Optional[Obj] = None) -> References:
     if efi.get("persistent"):
         refs.persistent_state.append("persistent EFI")
     vm_spec = vm.get("spec") or {}
-    refs.instancetype = _matcher(vm_spec.get("instancetype"), "VirtualMachineClusterInstancetype")
-    refs.preference = _matcher(vm_spec.get("preference"), "VirtualMachineClusterPreference")
+    status = vm.get("status") or {}
+    refs.instancetype = _matcher(vm_spec.get("instancetype"), status.get("instancetypeRef"), "VirtualMachineClusterInstancetype")
+    refs.preference = _matcher(vm_spec.get("preference"), status.get("preferenceRef"), "VirtualMachineClusterPreference")
     return refs
 
 
-def _matcher(matcher: Optional[Mapping[str, Any]], default_kind: str) -> Optional[Tuple[str, str, str]]:
+def _matcher(matcher: Optional[Mapping[str, Any]], status_ref: Optional[Mapping[str, Any]],
+             default_kind: str) -> Optional[Tuple[str, str, str]]:
+    """(kind, name, revision). The revision is the pinned revisionName, else the ControllerRevision
+    the VM controller recorded in status (newer KubeVirt records it only there)."""
     if not matcher or not matcher.get("name"):
         return None
-    return (matcher.get("kind") or default_kind, matcher["name"], matcher.get("revisionName") or "")
+    revision = matcher.get("revisionName") or ((status_ref or {}).get("controllerRevisionRef") or {}).get("name") or ""
+    return (matcher.get("kind") or default_kind, matcher["name"], revision)
 
 
 def namespaced_kind(kind: str) -> Optional[str]:

@@ -206,3 +206,22 @@ def test_output_dir_in_a_new_parent(tmp_path):
     assert render_dir(out).code == 0
     assert (out / "dlm-bundle.yaml").is_file()
     assert oct(os.stat(out).st_mode & 0o777) == oct(0o755)
+
+
+def test_secrets_omit_lists_them_for_the_user_but_apply_will_not_copy_them(tmp_path):
+    out = tmp_path / "bundle"
+    assert render_dir(out, "--secrets", "omit", fixture="cloudinit-nocloud").code == 0
+    index = yaml.load((out / "dlm-bundle.yaml").read_text())
+    assert index["secrets"] == "omit" and index["secretsToCopy"] == []
+    summary = (out / "README.md").read_text()
+    assert "not copied by this bundle: --secrets omit" in summary
+    assert not [p for p in tree_of(out) if "/secret-" in p]
+
+
+def test_secrets_reference_lists_them_for_apply_to_copy(tmp_path):
+    out = tmp_path / "bundle"
+    assert render_dir(out, fixture="cloudinit-nocloud").code == 0
+    index = yaml.load((out / "dlm-bundle.yaml").read_text())
+    assert index["secrets"] == "reference"
+    assert sorted(r["name"] for r in index["secretsToCopy"]) == ["ci-nocloud-network", "ci-nocloud-userdata"]
+    assert not [p for p in tree_of(out) if "/secret-" in p]

@@ -390,3 +390,20 @@ def test_connect_url_from_the_target_kubevirt():
     p = one([vm(), vmi()], connect_url=None, target=TargetInfo(sync_addresses=("10.0.0.5:9185", "10.0.0.6:9185")))
     send = [i for i in p.vms[0].items if i.phase == "send"][0]
     assert send.context["connect_url"] == "10.0.0.5:9185" and send.side == "source" and send.namespace == NS
+
+
+# --- instancetype revisions -----------------------------------------------------------------------
+
+def test_revision_recorded_only_in_status_is_copied_and_pinned():
+    it = {"apiVersion": "instancetype.kubevirt.io/v1beta1", "kind": "VirtualMachineInstancetype",
+          "metadata": {"name": "small", "namespace": NS}, "spec": {"cpu": {"guest": 1}, "memory": {"guest": "1Gi"}}}
+    rev = {"apiVersion": "apps/v1", "kind": "ControllerRevision", "metadata": {"name": "vm1-small-rev", "namespace": NS},
+           "data": {"spec": "x"}, "revision": 1}
+    source_vm = vm(spec_extra={"instancetype": {"kind": "VirtualMachineInstancetype", "name": "small"}})
+    source_vm["status"] = {"instancetypeRef": {"kind": "VirtualMachineInstancetype", "name": "small",
+                                               "controllerRevisionRef": {"name": "vm1-small-rev"}}}
+    p = one([source_vm, vmi(), it, rev])
+    assert [i.name for i in items(p, "ControllerRevision")] == ["vm1-small-rev"]
+    target_vm = items(p, "VirtualMachine")[0]
+    assert target_vm.context["spec"]["instancetype"] == {"kind": "VirtualMachineInstancetype", "name": "small",
+                                                          "revisionName": "vm1-small-rev"}
