@@ -1,0 +1,255 @@
+"""One test cluster: etcd + mini-kube-apiserver (tests/infra) on free loopback ports, with TLS.
+
+Setup talks HTTP with the standard library, not the kubernetes client: it is faster (the client
+would deserialise megabytes of CRD schema into models) and keeps the harness independent of the
+code under test.
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+# Admission plugins that call webhooks or need policy objects the mini server does not serve.
+_DISABLED_ADMISSION = "MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy,MutatingAdmissionPolicy"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def make_ca(d: Path, name: str, subject: str, days: int) -> tuple[Path, Path]:
+    """Self-signed CA (EC keys: generating them is instant, unlike RSA)."""
+    crt, key = d / f"{name}.crt", d / f"{name}.key"
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", str(key), "-out", str(crt), "-days", str(days), "-subj", subject,
+            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    return crt, key
+
+
+def make_cert(d: Path, name: str, subject: str, ext: str, ca: tuple[Path, Path], days: int = 7) -> tuple[Path, Path]:
+    crt, key, csr, extfile = d / f"{name}.crt", d / f"{name}.key", d / f"{name}.csr", d / f"{name}.ext"
+    extfile.write_text(ext)
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", str(key), "-out", str(csr), "-subj", subject)
+    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca[0]), "-CAkey", str(ca[1]), "-CAcreateserial",
+            "-out", str(crt), "-days", str(days), "-extfile", str(extfile))
+    return crt, key
+
+
+def _die_with_parent() -> None:
+    # If pytest is killed, do not leave etcd/apiserver running (Linux PR_SET_PDEATHSIG).
+    # Note: "parent" is the *thread* that spawned us, so spawn only from the main thread.
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, body: str):
+        super().__init__(f"HTTP {status}: {body[:500]}")
+        self.status = status
+
+
+class ApiServer:
+    """etcd + mini-kube-apiserver under `workdir`. start() spawns, wait_ready() blocks."""
+
+    def __init__(self, name: str, bin_dir: Path, workdir: Path):
+        self.name, self.bin, self.dir = name, Path(bin_dir), Path(workdir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.server = f"https://127.0.0.1:{self.port}"
+        self.log = self.dir / "apiserver.log"
+        self.etcd_log = self.dir / "etcd.log"
+        self._etcd: subprocess.Popen | None = None
+        self._api: subprocess.Popen | None = None
+        pki = self.dir / "pki"
+        pki.mkdir(exist_ok=True)
+        self.ca_cert, self.ca_key = make_ca(pki, "ca", f"/CN={name}-kubernetes-ca", days=7)
+        ca = (self.ca_cert, self.ca_key)
+        self.server_cert, self.server_key = make_cert(
+            pki, "server", "/CN=kube-apiserver", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n", ca)
+        # O=system:masters: the server's authorizer allows this group everything (there is no RBAC).
+        self.client_cert, self.client_key = make_cert(
+            pki, "admin", f"/O=system:masters/CN={name}-admin", "extendedKeyUsage=clientAuth\n", ca)
+        # The server authenticates/authorises delegated requests against itself.
+        (self.dir / "self.kubeconfig").write_text(json.dumps({
+            "apiVersion": "v1", "kind": "Config", "current-context": "self",
+            "clusters": [{"name": "self", "cluster": {"server": self.server, "certificate-authority": str(self.ca_cert)}}],
+            "users": [{"name": "self", "user": {"client-certificate": str(self.client_cert),
+                                                 "client-key": str(self.client_key)}}],
+            "contexts": [{"name": "self", "context": {"cluster": "self", "user": "self"}}],
+        }))
+        self._ssl = ssl.create_default_context(cafile=str(self.ca_cert))
+        self._ssl.load_cert_chain(str(self.client_cert), str(self.client_key))
+
+    # ---- processes ----
+
+    def start(self) -> None:
+        cport, pport = free_port(), free_port()
+        self._etcd_url = f"http://127.0.0.1:{cport}"
+        peer = f"http://127.0.0.1:{pport}"
+        self._etcd = self._spawn(
+            [str(self.bin / "etcd"), "--data-dir", str(self.dir / "etcd"), "--listen-client-urls", self._etcd_url,
+             "--advertise-client-urls", self._etcd_url, "--listen-peer-urls", peer,
+             "--initial-advertise-peer-urls", peer, "--initial-cluster", f"default={peer}",
+             "--unsafe-no-fsync", "--log-level", "warn"], self.etcd_log)
+        self.start_apiserver()
+
+    def start_apiserver(self) -> None:
+        """(Re)start only the API server, on the same port and etcd."""
+        assert self._api is None, "API server already running"
+        self_kubeconfig = self.dir / "self.kubeconfig"
+        self._api = self._spawn(
+            [str(self.bin / "mini-kube-apiserver"), f"--etcd-servers={self._etcd_url}",
+             "--bind-address=127.0.0.1", f"--secure-port={self.port}",
+             f"--tls-cert-file={self.server_cert}", f"--tls-private-key-file={self.server_key}",
+             f"--client-ca-file={self.ca_cert}", "--authentication-skip-lookup",
+             f"--authentication-kubeconfig={self_kubeconfig}", f"--authorization-kubeconfig={self_kubeconfig}",
+             f"--kubeconfig={self_kubeconfig}", "--enable-priority-and-fairness=false",
+             f"--disable-admission-plugins={_DISABLED_ADMISSION}"], self.log)
+
+    def stop_apiserver(self) -> None:
+        if self._api is not None:
+            _terminate(self._api)
+            self._api = None
+
+    def restart_apiserver(self, down_seconds: float = 0) -> None:
+        """The API server goes away (connections refused) and comes back with the same data and port."""
+        self.stop_apiserver()
+        time.sleep(down_seconds)
+        self.start_apiserver()
+        self.wait_ready()
+        self.wait_serving()
+
+    def stop(self) -> None:
+        """Stop both processes and drop etcd's data (its preallocated WAL is 64 MB); logs stay."""
+        self.stop_apiserver()
+        if self._etcd is not None:
+            _terminate(self._etcd)
+            self._etcd = None
+            shutil.rmtree(self.dir / "etcd", ignore_errors=True)
+
+    def _spawn(self, argv: list[str], log: Path) -> subprocess.Popen:
+        with open(log, "ab") as out:  # append: a restarted server keeps one log
+            return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    preexec_fn=_die_with_parent)
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            for proc, log in ((self._etcd, self.etcd_log), (self._api, self.log)):
+                if proc is None or proc.poll() is not None:
+                    raise RuntimeError(f"{self.name}: {log.name} process exited:\n{_tail(log)}")
+            try:
+                if self.request("GET", "/readyz", timeout=2) == "ok":
+                    return
+            except (OSError, ApiError):
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name}: API server not ready after {timeout}s:\n{_tail(self.log)}")
+            time.sleep(0.1)
+
+    def wait_serving(self, timeout: float = 30) -> None:
+        """readyz says OK before every watch cache is filled (requests then get 429 "storage is
+        (re)initializing") and a CRD's cache starts only on first use: list every kind once."""
+        deadline = time.monotonic() + timeout
+        for base, r in self.resources():
+            while True:
+                try:
+                    self.request("GET", f"{base}/{r['name']}?limit=1")
+                    break
+                except ApiError as e:
+                    if e.status != 429 or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+
+    def resources(self) -> list[tuple[str, dict]]:
+        """(group-version path, APIResource) of every listable kind, preferred versions, from discovery."""
+        gvs = ["/api/v1"] + [f"/apis/{g['preferredVersion']['groupVersion']}" for g in self.request("GET", "/apis")["groups"]]
+        return [(gv, r) for gv in gvs for r in self.request("GET", gv)["resources"]
+                if "/" not in r["name"] and "list" in r["verbs"]]
+
+    # ---- HTTP ----
+
+    def request(self, method: str, path: str, body=None, content_type: str = "application/json", timeout: float = 30):
+        """One API call as the admin user. Returns parsed JSON (or text); raises ApiError on HTTP errors.
+        `body` may be bytes (sent as is: the server also accepts application/yaml) or a JSON-able value."""
+        if body is not None and not isinstance(body, bytes):
+            body = json.dumps(body).encode()
+        req = urllib.request.Request(self.server + path, data=body, method=method,
+                                     headers={"Content-Type": content_type, "Accept": "application/json"})
+        try:
+            with urllib.request.urlopen(req, context=self._ssl, timeout=timeout) as r:
+                data = r.read().decode()
+        except urllib.error.HTTPError as e:
+            raise ApiError(e.code, e.read().decode(errors="replace")) from None
+        try:
+            return json.loads(data)
+        except ValueError:
+            return data
+
+    def install_crds(self, files: list[Path], timeout: float = 60) -> None:
+        """Create the CRDs (YAML files, one CRD each) and wait until they are Established and discoverable."""
+        crds = [self.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+                             Path(f).read_bytes(), content_type="application/yaml") for f in files]
+        deadline = time.monotonic() + timeout
+        for crd in crds:
+            name, group = crd["metadata"]["name"], crd["spec"]["group"]
+            plural = crd["spec"]["names"]["plural"]
+            while True:
+                got = self.request("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
+                established = any(c["type"] == "Established" and c["status"] == "True"
+                                  for c in (got.get("status") or {}).get("conditions") or [])
+                # Discovery is updated asynchronously after Established; kubectl needs both.
+                if established and self._discoverable(group, crd["spec"]["versions"], plural):
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{self.name}: CRD {name} not established/discoverable after {timeout}s")
+                time.sleep(0.05)
+        self.wait_serving()
+
+    def _discoverable(self, group: str, versions: list[dict], plural: str) -> bool:
+        groups = {g["name"] for g in self.request("GET", "/apis")["groups"]}
+        if group not in groups:
+            return False
+        for v in versions:
+            if v.get("served"):
+                try:
+                    res = self.request("GET", f"/apis/{group}/{v['name']}")["resources"]
+                except ApiError:
+                    return False
+                if plural not in {r["name"] for r in res}:
+                    return False
+        return True
+
+
+def _terminate(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _tail(path: Path, n: int = 3000) -> str:
+    try:
+        return path.read_text(errors="replace")[-n:]
+    except OSError:
+        return "(no log)"

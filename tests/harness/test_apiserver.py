@@ -1,0 +1,228 @@
+"""The test clusters behave like real ones where kubectl-dlm depends on it."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+
+import pytest
+from kubernetes import client, dynamic, watch
+from kubernetes.client.rest import ApiException
+
+from .clusters import KUBEVIRT_NS, kubectl_path
+
+APPLY = "application/apply-patch+yaml"
+VM = ("kubevirt.io", "v1", "virtualmachines")
+
+
+def vm(name: str, ns: str, run_strategy: str = "Halted") -> dict:
+    return {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "metadata": {"name": name, "namespace": ns},
+            "spec": {"runStrategy": run_strategy, "template": {"spec": {"domain": {"devices": {}}}}}}
+
+
+@pytest.fixture(scope="module")
+def source_api(clusters):
+    return clusters.source.api_client()
+
+
+@pytest.fixture
+def kubectl(clusters, tmp_path_factory):
+    cache = tmp_path_factory.getbasetemp() / "kube-cache"  # not the user's ~/.kube/cache
+
+    def run(*args: str, context: str = "source", check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run([kubectl_path(), "--kubeconfig", str(clusters.kubeconfig), "--context", context, *args],
+                              capture_output=True, text=True, check=check, env={**os.environ, "KUBECACHEDIR": str(cache)})
+    return run
+
+
+def test_ssa_create_then_update_records_managed_fields(source_api, namespaces):
+    ns = namespaces()
+    co = client.CustomObjectsApi(source_api)
+    # kubernetes 37: the server answers 201 on create, which the client maps to None. Re-read.
+    created = co.patch_namespaced_custom_object(*VM[:2], ns, VM[2], "a", vm("a", ns), field_manager="kubectl-dlm",
+                                                _content_type=APPLY)
+    assert created is None
+    got = co.get_namespaced_custom_object(*VM[:2], ns, VM[2], "a")
+    assert [(m["manager"], m["operation"]) for m in got["metadata"]["managedFields"]] == [("kubectl-dlm", "Apply")]
+    updated = co.patch_namespaced_custom_object(*VM[:2], ns, VM[2], "a", vm("a", ns, "Always"),
+                                                field_manager="kubectl-dlm", _content_type=APPLY)
+    assert updated["spec"]["runStrategy"] == "Always" and updated["metadata"]["generation"] == 2
+    # another manager changing an owned field conflicts unless forced
+    with pytest.raises(ApiException) as e:
+        co.patch_namespaced_custom_object(*VM[:2], ns, VM[2], "a", vm("a", ns, "Manual"), field_manager="other",
+                                          _content_type=APPLY)
+    assert e.value.status == 409
+
+
+def test_schema_is_enforced(source_api, namespaces):
+    ns = namespaces()
+    body = vm("bad", ns)
+    del body["spec"]["template"]
+    with pytest.raises(ApiException) as e:
+        client.CustomObjectsApi(source_api).create_namespaced_custom_object(*VM[:2], ns, VM[2], body)
+    assert e.value.status == 422 and "spec.template" in e.value.body
+
+
+def test_dry_run_changes_nothing(source_api, namespaces):
+    ns = namespaces()
+    co = client.CustomObjectsApi(source_api)
+    co.patch_namespaced_custom_object(*VM[:2], ns, VM[2], "ghost", vm("ghost", ns), field_manager="kubectl-dlm",
+                                      _content_type=APPLY, dry_run="All")
+    assert co.list_namespaced_custom_object(*VM[:2], ns, VM[2])["items"] == []
+    co.create_namespaced_custom_object(*VM[:2], ns, VM[2], vm("a", ns))
+    before = co.get_namespaced_custom_object(*VM[:2], ns, VM[2], "a")
+    out = co.patch_namespaced_custom_object(*VM[:2], ns, VM[2], "a", vm("a", ns, "Always"),
+                                            field_manager="kubectl-dlm", _content_type=APPLY, dry_run="All", force=True)
+    assert out["spec"]["runStrategy"] == "Always"
+    assert co.get_namespaced_custom_object(*VM[:2], ns, VM[2], "a") == before
+
+
+def test_status_subresource_is_split(source_api, namespaces):
+    ns = namespaces()
+    co = client.CustomObjectsApi(source_api)
+    co.create_namespaced_custom_object(*VM[:2], ns, VM[2], vm("a", ns))
+    # the main resource ignores .status ...
+    co.patch_namespaced_custom_object(*VM[:2], ns, VM[2], "a", {"status": {"printableStatus": "Running"}})
+    assert "printableStatus" not in co.get_namespaced_custom_object(*VM[:2], ns, VM[2], "a").get("status", {})
+    # ... and /status ignores .spec
+    co.patch_namespaced_custom_object_status(*VM[:2], ns, VM[2], "a", {"status": {"printableStatus": "Running"},
+                                                                        "spec": {"runStrategy": "Always"}})
+    got = co.get_namespaced_custom_object(*VM[:2], ns, VM[2], "a")
+    assert got["status"]["printableStatus"] == "Running" and got["spec"]["runStrategy"] == "Halted"
+    # the same split on a built-in kind
+    core = client.CoreV1Api(source_api)
+    core.create_namespaced_persistent_volume_claim(ns, {"metadata": {"name": "p"}, "spec": {"storageClassName": "standard"}})
+    core.patch_namespaced_persistent_volume_claim_status("p", ns, {"status": {"phase": "Bound"}})
+    core.patch_namespaced_persistent_volume_claim("p", ns, {"status": {"phase": "Lost"}})
+    assert core.read_namespaced_persistent_volume_claim("p", ns).status.phase == "Bound"
+
+
+def test_watch_from_resource_version(source_api, namespaces):
+    ns = namespaces()
+    co = client.CustomObjectsApi(source_api)
+    co.create_namespaced_custom_object(*VM[:2], ns, VM[2], vm("a", ns))
+    rv = co.list_namespaced_custom_object(*VM[:2], ns, VM[2])["metadata"]["resourceVersion"]
+    seen, started = [], threading.Event()
+
+    def follow():
+        started.set()
+        for ev in watch.Watch().stream(co.list_namespaced_custom_object, *VM[:2], ns, VM[2], resource_version=rv,
+                                       timeout_seconds=10):
+            seen.append((ev["type"], ev["object"].get("status", {}).get("printableStatus")))
+            if ev["type"] == "DELETED":
+                return
+
+    t = threading.Thread(target=follow)
+    t.start()
+    started.wait()
+    co.patch_namespaced_custom_object_status(*VM[:2], ns, VM[2], "a", {"status": {"printableStatus": "Running"}})
+    co.delete_namespaced_custom_object(*VM[:2], ns, VM[2], "a")
+    t.join(15)
+    # no replay of the object as ADDED: the watch starts after rv
+    assert seen == [("MODIFIED", "Running"), ("DELETED", "Running")]
+
+
+def test_watch_from_too_old_resource_version_is_gone(source_api, namespaces):
+    ns = namespaces()
+    # A CRD's watch cache starts after the CRD was created, so revision 1 is older than it holds.
+    co = client.CustomObjectsApi(source_api)
+    with pytest.raises(ApiException) as e:
+        for _ in watch.Watch().stream(co.list_namespaced_custom_object, *VM[:2], ns, VM[2],
+                                      resource_version="1", timeout_seconds=5):
+            pass
+    assert e.value.status == 410
+
+
+def test_restart_apiserver_keeps_data_and_port(clusters, namespaces):
+    target = clusters.target
+    ns = namespaces("target")
+    core = client.CoreV1Api(target.api_client())
+    core.create_namespaced_config_map(ns, {"metadata": {"name": "keep"}, "data": {"k": "v"}})
+    server = target.server
+    target.restart_apiserver(down_seconds=0.2)
+    assert target.server == server
+    assert core.read_namespaced_config_map("keep", ns).data == {"k": "v"}  # the old client reconnects
+
+
+def test_kubeconfig_has_one_context_per_cluster(clusters, kubectl):
+    contexts = kubectl("config", "get-contexts", "-o", "name").stdout.split()
+    assert sorted(contexts) == ["source", "target"]
+    for c in clusters:
+        kv = json.loads(kubectl("get", "kv", "-n", KUBEVIRT_NS, "kubevirt", "-o", "json", context=c.context).stdout)
+        assert kv["status"]["synchronizationAddresses"] == [c.sync_address]
+        assert kv["status"]["phase"] == "Deployed" and kv["status"]["observedKubeVirtVersion"] == "v1.9.0"
+        assert kv["spec"]["configuration"]["developerConfiguration"]["featureGates"] == ["DecentralizedLiveMigration"]
+
+
+def test_kubectl_get_short_names(clusters, namespaces, kubectl):
+    ns = namespaces()
+    client.CustomObjectsApi(clusters.source.api_client()).create_namespaced_custom_object(*VM[:2], ns, VM[2], vm("a", ns))
+    assert kubectl("get", "vm", "-n", ns, "-o", "name").stdout.split() == ["virtualmachine.kubevirt.io/a"]
+    for short in ("vm", "vmi", "vmim", "kv", "dv", "vmf", "vmp", "vmcf", "vmcp", "net-attach-def", "sc", "pvc",
+                  "controllerrevisions", "po", "ev"):
+        kubectl("get", short, "-A")
+    assert "kubevirt   " in kubectl("get", "kv", "-n", KUBEVIRT_NS).stdout
+    assert kubectl("auth", "can-i", "create", "vm").stdout.strip() == "yes"
+
+
+def test_kubectl_server_side_apply_and_dry_run(namespaces, kubectl, tmp_path):
+    ns = namespaces()
+    f = tmp_path / "vm.json"
+    f.write_text(json.dumps(vm("a", ns)))
+    out = kubectl("apply", "--server-side", "--dry-run=server", "-f", str(f)).stdout
+    assert "serverside-applied (server dry run)" in out
+    assert kubectl("get", "vm", "-n", ns, "-o", "name").stdout == ""
+    kubectl("apply", "--server-side", "--field-manager", "kubectl-dlm", "-f", str(f))
+    assert kubectl("get", "vm", "-n", ns, "a", "-o", "jsonpath={.spec.runStrategy}").stdout == "Halted"
+
+
+def test_cluster_setup(clusters):
+    for c in clusters:
+        core, storage = client.CoreV1Api(c.api_client()), client.StorageV1Api(c.api_client())
+        classes = {sc.metadata.name: sc for sc in storage.list_storage_class().items}
+        assert set(classes) == set(c.storage_classes)
+        default = [n for n, sc in classes.items()
+                   if (sc.metadata.annotations or {}).get("storageclass.kubernetes.io/is-default-class") == "true"]
+        assert default == ["standard"]
+        # Other tests may add the peer's CA (that is what DLM trust does); the own CA stays first.
+        bundle = core.read_namespaced_config_map("kubevirt-ca", KUBEVIRT_NS).data["ca-bundle"]
+        assert bundle.startswith(c.kubevirt_ca_pem) and c.kubevirt_ca_pem.startswith("-----BEGIN CERTIFICATE-----")
+        assert "ca-bundle" in core.read_namespaced_config_map("kubevirt-external-ca", KUBEVIRT_NS).data
+    assert set(clusters.source.storage_classes) ^ set(clusters.target.storage_classes) == {"local", "ceph-rbd"}
+    assert clusters.source.kubevirt_ca_pem != clusters.target.kubevirt_ca_pem
+
+
+def test_dynamic_client_and_builtin_kinds(source_api, namespaces):
+    ns = namespaces()
+    dyn = dynamic.DynamicClient(source_api)
+    assert dyn.resources.get(api_version="kubevirt.io/v1", kind="VirtualMachine").preferred
+    nad = dyn.resources.get(api_version="k8s.cni.cncf.io/v1", kind="NetworkAttachmentDefinition")
+    nad.server_side_apply({"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+                           "metadata": {"name": "br"}, "spec": {"config": "{}"}}, namespace=ns, field_manager="kubectl-dlm")
+    revisions = dyn.resources.get(api_version="apps/v1", kind="ControllerRevision")
+    revisions.create({"apiVersion": "apps/v1", "kind": "ControllerRevision", "metadata": {"name": "it-1"},
+                      "revision": 1, "data": {"kind": "VirtualMachineInstancetype"}}, namespace=ns)
+    assert revisions.get(name="it-1", namespace=ns).data.kind == "VirtualMachineInstancetype"
+    assert client.CoreV1Api(source_api).create_namespaced_pod(
+        ns, {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "x"}]}}).status.phase == "Pending"
+
+
+def test_namespaces_are_fresh_and_cleaned_up(clusters, namespaces):
+    ns = namespaces("source", "target")
+    assert ns.startswith("t-test-namespaces-are-fresh")
+    assert namespaces() != ns
+    for c in clusters:
+        assert c.request("GET", f"/api/v1/namespaces/{ns}")["status"]["phase"] == "Active"
+    # deleting a namespace takes its contents (and finalizers holding them) with it
+    source = clusters.source
+    body = vm("a", ns)
+    body["metadata"]["finalizers"] = ["example.com/hold"]
+    source.request("POST", f"/apis/kubevirt.io/v1/namespaces/{ns}/virtualmachines", body)
+    source.delete_namespace(ns)
+    assert source.request("GET", f"/apis/kubevirt.io/v1/namespaces/{ns}/virtualmachines")["items"] == []
+
+
+def test_version(source_api):
+    # kubectl and the Python client (which asks for "/version/") both get a parseable version
+    assert client.VersionApi(source_api).get_code().git_version.startswith("v1.")
