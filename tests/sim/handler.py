@@ -100,12 +100,14 @@ class Handler(Controller):
             return None
         if ms.get("completed"):
             return None
-        if st.get("phase") == "Failed":
-            # HS:273-278, 407-415: the source VMI failed during a decentralized migration
+        if pod is None or pod.phase == "Failed":
+            # the launcher is gone, nothing reports from it; once LC failed the VMI, HS:273-278, 407-415
+            # records the outcome (no endTimestamp)
             if t is not None:
                 self.sim.fabric.fail(t, "source domain is gone")
-            ms.update({"completed": True, "failed": True})
-            c.replace("vmi", vmi, MGR_HANDLER)
+            if st.get("phase") == "Failed":
+                ms.update({"completed": True, "failed": True})
+                c.replace("vmi", vmi, MGR_HANDLER)
             return None
         if ms.get("abortRequested"):  # HS:499-502, 662-682 then HS:208-216
             if t is not None and t.state == "running":

@@ -253,7 +253,9 @@ class Store:
                 del self._objs[key]
 
     def resync(self, items: list[dict]) -> list[tuple[str, dict]]:
-        """Replace the content after a (re)list; return the events a watch would have delivered."""
+        """Replace the content after a (re)list. Like client-go's Replace, every listed object is
+        reported (ADDED if new, else MODIFIED even when unchanged): a write whose watch event was lost
+        in the outage must still wake the controllers."""
         events = []
         fresh = {meta_key(o): o for o in items}
         with self._lock:
@@ -264,11 +266,7 @@ class Store:
                     self._gone.add(cur["metadata"]["uid"])
                     del self._objs[key]
             for key, new in fresh.items():
-                cur = self._objs.get(key)
-                if cur is None:
-                    events.append(("ADDED", new))
-                elif rv_int(cur) < rv_int(new):
-                    events.append(("MODIFIED", new))
+                events.append(("ADDED" if key not in self._objs else "MODIFIED", new))
                 self._objs[key] = new
         return events
 

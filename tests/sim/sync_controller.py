@@ -106,23 +106,20 @@ class SyncController(Controller):
                 m["metadata"]["finalizers"] = [f for f in fins if f != FIN_SYNC]
                 c.replace("vmim", m, MGR_SYNC)
             return None
+        ms = dig(vmi, "status", "migrationState", default={})
+        # SC finds a VMIM through its VMI: sourceState / targetState.migrationUID (rows 11, 15; SC:753-788)
+        if dig(ms, "sourceState" if is_source(m) else "targetState", "migrationUID") != uid:
+            return None
         if not deleting and FIN_SYNC not in fins:  # SC:473-495
             m["metadata"]["finalizers"] = fins + [FIN_SYNC]
             c.replace("vmim", m, MGR_SYNC)
             return None
-        if vmi is None:
-            return None
-        ms = dig(vmi, "status", "migrationState", default={})
         if is_source(m):
-            if dig(ms, "sourceState", "migrationUID") != uid:
-                return None
             if deleting:  # SC:350-360: push, then cancel the peer
                 self._push_source(m, vmi, report=False)
                 self._cancel(m, vmi, dig(ms, "targetState", "migrationUID"), dig(ms, "targetState", "syncAddress"))
                 return None
             return self._push_source(m, vmi, report=True)
-        if dig(ms, "targetState", "migrationUID") != uid:
-            return None  # SC finds the target VMIM through targetState.migrationUID (SC:753-788)
         if deleting:  # SC:364-372, 497-506: cancel, push nothing
             self._cancel(m, vmi, dig(ms, "sourceState", "migrationUID"), dig(ms, "sourceState", "syncAddress"))
             return None

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import time
 
-from .scenario import (Migration, condition, create, delete, phase, receiver_manifest, trust_each_other, vm_manifest,
-                       vmim)
+from .scenario import (Migration, Recorder, condition, create, delete, phase, receiver_manifest, trust_each_other,
+                       vm_manifest, vmim)
 
 REFUSED = ('rpc error: code = Unavailable desc = connection error: desc = "transport: Error while dialing: '
            'dial tcp {}: connect: connection refused"')
@@ -58,11 +58,19 @@ def test_source_dies_mid_transfer(kubevirt_sim, namespaces):
     fails on its own and waits again."""
     sim = kubevirt_sim
     sim.faults.fail_source_at = 0.5
-    m = started(sim, namespaces)
-    src_vm = sim.wait_for("source", "vm", m.ns, "vm1", lambda o: printable(o) == "Stopped")
-    assert src_vm["spec"]["runStrategy"] == "Halted"
-    sim.wait_gone("source", "vmim", m.ns, m.src_vmim)
-    m.wait_phase("target", "Failed")
+    rec = Recorder(sim, kinds=("vmi", "vmim"))
+    try:
+        m = started(sim, namespaces)
+        src_vm = sim.wait_for("source", "vm", m.ns, "vm1", lambda o: printable(o) == "Stopped")
+        assert src_vm["spec"]["runStrategy"] == "Halted"
+        sim.wait_gone("source", "vmim", m.ns, m.src_vmim)
+        m.wait_phase("target", "Failed")
+    finally:
+        rec.stop()
+    failed = [o for _, o in rec.history("source", "vmi", m.ns, "vm1") if phase(o) == "Failed"]
+    assert failed and ms(failed[-1])["failed"] and ms(failed[-1])["completed"]  # HS:273-278
+    assert rec.sequence("source", "vmim", m.ns, m.src_vmim)[-1] == "Failed"
+    assert rec.deleted("source", "vmi", m.ns, "vm1")
     sim.wait_for("target", "vmi", m.ns, "vm1", lambda o: phase(o) == "WaitingForSync")
     sim.wait_for("target", "vm", m.ns, "vm1", lambda o: printable(o) == "WaitingForReceiver")
 
