@@ -26,3 +26,6 @@ example: install ## render the built-in example VM
 
 bench: install ## startup and render timings (benchmarks/README.md)
 	$(PY) benchmarks/run.py
+
+release: ## self-contained kubectl-dlm for this os/arch in dist/, and krew/dlm.yaml filled in from it
+	bash packaging/release.sh

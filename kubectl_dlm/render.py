@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +38,50 @@ def builtin_template_dir() -> Path:
     raise TemplateError("the built-in templates are missing from this installation", "reinstall kubectl-dlm")
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+class _Values:
+    """The `json` filter's side table.
+
+    A template writes `{{ spec | json }}` where a nested value goes. The filter leaves a short
+    placeholder in the text and keeps the value here; after the template's YAML skeleton is parsed,
+    the placeholders are swapped for the values, with their keys sorted. Parsing only the skeleton
+    keeps the pure-Python YAML parser off large specs, which is where render time went.
+    """
+
+    MARK = "__dlm_value_"
+
+    def __init__(self) -> None:
+        self.values: List[Any] = []
+
+    def put(self, value: Any) -> str:
+        self.values.append(value)
+        return f'"{self.MARK}{len(self.values) - 1}__"'
+
+    def fill(self, node: Any) -> Any:
+        if isinstance(node, dict):
+            return {self.fill(k): self.fill(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [self.fill(v) for v in node]
+        if isinstance(node, str) and self.MARK in node:
+            index = node[len(self.MARK):-2] if node.startswith(self.MARK) and node.endswith("__") else None
+            if index is not None and index.isdigit():
+                return _canonical(self.values[int(index)])
+            # a placeholder inside a longer string: the value's JSON text, as the filter once gave
+            return re.sub(re.escape(self.MARK) + r"(\d+)__",
+                          lambda m: _scalar_text(self.values[int(m.group(1))]), node)
+        return node
+
+
+def _canonical(value: Any) -> Any:
+    """Nested keys sorted: a live object and its `kubectl get -o yaml` export render the same."""
+    if isinstance(value, dict):
+        return {k: _canonical(value[k]) for k in sorted(value, key=str)}
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    return value
+
+
+def _scalar_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
 class Renderer:
@@ -54,11 +97,12 @@ class Renderer:
             keep_trailing_newline=True,
             autoescape=False,
         )
-        self.env.filters["json"] = _json
         self._yaml = _dumper()
 
     def render_item(self, item: Item) -> Document:
         jinja2 = self._jinja
+        values = _Values()
+        self.env.filters["json"] = values.put
         try:
             text = self.env.get_template(item.template).render(**item.context)
         except jinja2.TemplateNotFound as exc:
@@ -66,7 +110,7 @@ class Renderer:
         except jinja2.TemplateError as exc:
             raise TemplateError(f"template {item.template} failed for {item.kind} {item.name}: {exc}",
                                 "fix the template in --template-dir, or drop the override") from None
-        return Document(item, normalize(text, item.template, self._yaml))
+        return Document(item, normalize(text, item.template, self._yaml, values))
 
     def render(self, plan: Plan, phases=None, sides=None) -> List[Document]:
         kwargs = {}
@@ -86,8 +130,8 @@ def _dumper():
     return yaml
 
 
-def normalize(text: str, origin: str, yaml=None) -> str:
-    """Parse a rendered template and dump it in the canonical style."""
+def normalize(text: str, origin: str, yaml=None, values: Optional[_Values] = None) -> str:
+    """Parse a rendered template, put the filtered values back, and dump it in the canonical style."""
     from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError
 
@@ -97,6 +141,8 @@ def normalize(text: str, origin: str, yaml=None) -> str:
     except YAMLError as exc:
         raise TemplateError(f"template {origin} did not produce valid YAML: {str(exc).splitlines()[0]}",
                             "fix the template in --template-dir") from None
+    if values is not None:
+        data = values.fill(data)
     if not isinstance(data, dict) or not data.get("kind"):
         raise TemplateError(f"template {origin} did not produce a Kubernetes object", "fix the template in --template-dir")
     out = io.StringIO()
