@@ -69,3 +69,37 @@ def test_stall_ends_in_sync_timeout_with_the_cause(namespaces, kubevirt_sim, dlm
     assert "kubectl dlm cancel vm1" in out
     # left as it is: both migrations still exist
     assert kubevirt_sim.clusters["source"].stores["vmim"].list(ns)
+
+
+def test_failure_mid_transfer_then_cleanup_then_retry(namespaces, kubevirt_sim, dlm):
+    src, dst = namespaces("source"), namespaces("source")
+    start_vm(kubevirt_sim, "source", src)
+    kubevirt_sim.faults.transfer_seconds = 2.0
+    kubevirt_sim.faults.fail_target_at = 0.5
+    args = ("--context", "source", "-n", src, "--to-namespace", dst)
+    code, out, err = dlm("migrate", "vm1", *args, *FOLLOW)
+    assert code == errors.FAILED, out + err
+    assert "vm1: failed" in out and "kubectl dlm cleanup" in out
+    assert kubevirt_sim.get("source", "vmi", src, "vm1")["status"]["phase"] == "Running"  # the source keeps running
+    code, out, err = dlm("cleanup", "vm1", *args, "--dry-run")
+    assert code == errors.OK and "would delete" in out and f"VirtualMachine {dst}/vm1" in out
+    assert kubevirt_sim.get("source", "vm", dst, "vm1") is not None  # a dry run removes nothing
+    code, out, err = dlm("cleanup", "vm1", *args)
+    assert code == errors.OK, out + err
+    for kind, name in (("vm", "vm1"), ("dv", "vm1-disk"), ("pvc", "vm1-disk")):
+        kubevirt_sim.wait_gone("source", kind, dst, name)
+    assert kubevirt_sim.get("source", "vm", src, "vm1") is not None  # never anything on the source
+    code, out, err = dlm("migrate", "vm1", *args, *FOLLOW)
+    assert code == errors.OK, out + err
+    assert_moved(kubevirt_sim, "source", src, "source", dst)
+
+
+def test_cleanup_refuses_after_success(namespaces, kubevirt_sim, dlm):
+    src, dst = namespaces("source"), namespaces("source")
+    start_vm(kubevirt_sim, "source", src)
+    args = ("--context", "source", "-n", src, "--to-namespace", dst)
+    assert dlm("migrate", "vm1", *args, *FOLLOW)[0] == errors.OK
+    code, out, err = dlm("cleanup", "vm1", *args)
+    assert code == errors.REFUSED
+    assert "the migration succeeded" in err
+    assert kubevirt_sim.get("source", "vm", dst, "vm1") is not None
