@@ -103,3 +103,16 @@ def test_cleanup_refuses_after_success(namespaces, kubevirt_sim, dlm):
     assert code == errors.REFUSED
     assert "the migration succeeded" in err
     assert kubevirt_sim.get("source", "vm", dst, "vm1") is not None
+
+
+def test_dry_run_server_sends_everything_and_changes_nothing(namespaces, kubevirt_sim, dlm):
+    ns = namespaces("source", "target")
+    start_vm(kubevirt_sim, "source", ns)
+    code, out, err = dlm("migrate", "vm1", "--context", "source", "-n", ns, "--to-context", "target",
+                         "--dry-run=server", "-o", "plain")
+    assert code == errors.OK, out + err
+    assert "checked VirtualMachine" in out and "checked VirtualMachineInstanceMigration" in out
+    assert "vm1: dry run" in out
+    assert not kubevirt_sim.clusters["target"].stores["vm"].list(ns)
+    assert not kubevirt_sim.clusters["target"].stores["dv"].list(ns)
+    assert not kubevirt_sim.clusters["source"].stores["vmim"].list(ns)
