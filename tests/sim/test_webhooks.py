@@ -93,17 +93,23 @@ def test_vm_update_is_validated_too(kubevirt_sim, namespaces):
     assert sim._wait(lambda: len(sim.violations) == 1, 5)
 
 
-def test_non_migratable_vmi_is_refused_unless_only_its_disks_are(kubevirt_sim, namespaces):
-    """MCA:59-72: LiveMigratable=False denies, except DisksNotLiveMigratable on a decentralized VMIM."""
+def test_final_or_non_migratable_vmi_is_refused(kubevirt_sim, namespaces):
+    """MCA:133-135 and MCA:59-72: a final VMI, or LiveMigratable=False, is refused - except
+    DisksNotLiveMigratable on a decentralized VMIM."""
     sim = kubevirt_sim
     ns = namespaces("source")
     vm = vm_manifest("bridged", access_mode="ReadWriteMany")  # volumes are checked first
     vm["spec"]["template"]["spec"]["domain"]["devices"]["interfaces"] = [{"name": "default", "bridge": {}}]
     sim.run_vm("source", ns, vm)
     sim.run_vm("source", ns, vm_manifest("rwo"))  # DisksNotLiveMigratable only
+    sim.run_vm("source", ns, vm_manifest("once", run_strategy="Once"))
+    sim.faults.kill_source_pod("source", ns, "once")  # a Once VM keeps its Failed VMI
+    sim.wait_for("source", "vmi", ns, "once", lambda o: phase(o) == "Failed")
     sim.expect_violations("denied the request: Cannot migrate VMI, Reason: InterfaceNotLiveMigratable, Message: "
-                          "cannot migrate VMI which does not use masquerade")
+                          "cannot migrate VMI which does not use masquerade",
+                          "denied the request: Cannot migrate VMI in finalized state.")
     create(sim, "source", "vmim", ns, vmim("out-b", "bridged", "b", connect_url=OWN))
+    create(sim, "source", "vmim", ns, vmim("out-o", "once", "o", connect_url=OWN))
     create(sim, "source", "vmim", ns, vmim("out-r", "rwo", "r", connect_url=OWN))
     sim.wait_for("source", "vmim", ns, "out-r", lambda o: phase(o) == "Synchronizing")
-    assert denied(sim, "source", "vmim", ns, "out-b")
+    assert denied(sim, "source", "vmim", ns, "out-b") and denied(sim, "source", "vmim", ns, "out-o")
