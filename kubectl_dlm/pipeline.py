@@ -51,7 +51,18 @@ class Result:
     clusters: Dict[str, Any] = field(default_factory=dict)  # "source"/"target" -> kube.Cluster, when contacted
 
 
-def run(request: Request, phases=None, sides=None) -> Result:
+@dataclass
+class Inputs:
+    """Everything read for a request, before planning."""
+
+    source: Source
+    names: List[str]
+    settings: Settings
+    target: TargetInfo
+    clusters: Dict[str, Any]  # "source"/"target" -> kube.Cluster, when contacted
+
+
+def read(request: Request) -> Inputs:
     source, source_cluster, namespace, names = read_source(request)
     target_cluster = connect_target(request, source_cluster)
     target = TargetInfo()
@@ -60,10 +71,15 @@ def run(request: Request, phases=None, sides=None) -> Result:
 
         target = kube.read_target(target_cluster)
     settings = make_settings(request, namespace, source_cluster, target_cluster)
-    the_plan = make_plan(source, names, settings, target)
-    docs = Renderer(request.template_dir).render(the_plan, phases=phases, sides=sides)
     clusters = {k: v for k, v in (("source", source_cluster), ("target", target_cluster)) if v is not None}
-    return Result(the_plan, docs, source, target, clusters)
+    return Inputs(source, names, settings, target, clusters)
+
+
+def run(request: Request, phases=None, sides=None) -> Result:
+    inputs = read(request)
+    the_plan = make_plan(inputs.source, inputs.names, inputs.settings, inputs.target)
+    docs = Renderer(request.template_dir).render(the_plan, phases=phases, sides=sides)
+    return Result(the_plan, docs, inputs.source, inputs.target, inputs.clusters)
 
 
 def read_source(request: Request):
@@ -184,19 +200,11 @@ class PerVM:
 def plan_each(request: Request) -> PerVM:
     from kubectl_dlm.errors import DlmError
 
-    source, source_cluster, namespace, names = read_source(request)
-    target_cluster = connect_target(request, source_cluster)
-    target = TargetInfo()
-    if target_cluster is not None:
-        from kubectl_dlm import kube
-
-        target = kube.read_target(target_cluster)
-    settings = make_settings(request, namespace, source_cluster, target_cluster)
+    inputs = read(request)
     plans: Dict[str, Any] = {}
-    for name in names:
+    for name in inputs.names:
         try:
-            plans[name] = make_plan(source, [name], settings, target).vms[0]
+            plans[name] = make_plan(inputs.source, [name], inputs.settings, inputs.target).vms[0]
         except DlmError as exc:
             plans[name] = exc
-    clusters = {k: v for k, v in (("source", source_cluster), ("target", target_cluster)) if v is not None}
-    return PerVM(settings, source, target, clusters, plans)
+    return PerVM(inputs.settings, inputs.source, inputs.target, inputs.clusters, plans)
