@@ -1,0 +1,148 @@
+"""follow.py and progress.py, pure: VMIM states as KubeVirt writes them (dlm-state-machine.md) in,
+outcome, cause and fix, and the lines a user sees, out."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from kubectl_dlm import follow
+from kubectl_dlm.progress import Reporter, describe, human_bytes
+
+
+def vmim(phase, conditions=(), failure_reason=None):
+    status = {"phase": phase, "conditions": list(conditions)}
+    if failure_reason:
+        status["migrationState"] = {"failureReason": failure_reason}
+    return {"kind": "VirtualMachineInstanceMigration", "status": status}
+
+
+BLOCKED_X509 = {"type": "decentralizedMigrationBlocked", "status": "True", "reason": "DecentralizedNotLiveMigratable",
+                "message": "rpc error: code = Unavailable desc = connection error: desc = \"transport: authentication "
+                           "handshake failed: tls: failed to verify certificate: x509: certificate signed by unknown authority\""}
+WAITING = {"type": "decentralizedMigrationBlocked", "status": "True",
+           "message": "waiting for incoming synchronization, unable to proceed"}
+ABORTED = {"type": "migrationAbortRequested", "status": "True"}
+
+
+def view(source=None, target=None, source_gone_after=None, target_gone_after=None):
+    v = follow.View(source_vmim=source, target_vmim=target)
+    v.source_vmim_seen = source is not None or source_gone_after is not None
+    v.target_vmim_seen = target is not None or target_gone_after is not None
+    v.source_vmim_final = source_gone_after or ""
+    v.target_vmim_final = target_gone_after or ""
+    return v
+
+
+@pytest.mark.parametrize("source, target, outcome", [
+    (vmim("Synchronizing"), vmim("WaitingForSync"), None),
+    (vmim("Running"), vmim("Running"), None),
+    (vmim("Succeeded"), vmim("Running"), None),  # the target decides
+    (vmim("Succeeded"), vmim("Succeeded"), follow.SUCCEEDED),
+    (vmim("Running"), vmim("Failed"), follow.FAILED),
+    (vmim("Failed", failure_reason="target pod died"), vmim("WaitingForSync"), follow.FAILED),
+    (vmim("Failed", [ABORTED]), vmim("Running"), follow.CANCELLED),
+], ids=["syncing", "transferring", "source-first", "both-succeeded", "target-failed", "source-failed", "aborted"])
+def test_outcome_from_both_sides(source, target, outcome):
+    assert follow.assess(view(source, target)).outcome == outcome
+
+
+def test_source_vmim_deleted_by_kubevirt_after_success_is_success():
+    # KubeVirt deletes the source VMIM once the source VMI is gone (dlm-state-machine §4)
+    assert follow.assess(view(None, vmim("Succeeded"), source_gone_after="Running")).outcome == follow.SUCCEEDED
+
+
+def test_source_vmim_gone_while_target_transfers_is_not_yet_judged():
+    # seen out of order across two clusters: wait for the target's own verdict
+    assert follow.assess(view(None, vmim("Running"), source_gone_after="Running")).outcome is None
+
+
+def test_a_deleted_target_vmim_is_a_cancel():
+    result = follow.assess(view(vmim("Running"), None, target_gone_after="Running"))
+    assert result.outcome == follow.CANCELLED and "deleted while Running" in result.message
+    assert "kubectl dlm cleanup" in result.hint
+
+
+def test_failure_carries_the_reason_and_a_next_step():
+    result = follow.assess(view(vmim("Failed", failure_reason="target pod died"), vmim("WaitingForSync")))
+    assert result.message == "the source migration failed: target pod died"
+    assert "cleanup" in result.hint
+
+
+def test_blocked_conditions_are_reported_per_side_and_explained():
+    result = follow.assess(view(vmim("Synchronizing", [BLOCKED_X509]), vmim("WaitingForSync", [WAITING])))
+    assert [side for side, _ in result.blocked] == ["source", "target"]
+    cause, fix = follow.explain(result.blocked[0][1])
+    assert cause == "the two clusters do not trust each other's KubeVirt CA"
+    assert fix.startswith("run `kubectl dlm trust")
+
+
+@pytest.mark.parametrize("message, cause_starts", [
+    ("dial tcp 192.0.2.20:9185: connect: connection refused", "the target's synchronization address cannot be reached"),
+    ("context deadline exceeded", "the target's synchronization address cannot be reached"),
+    ("remote error: tls: bad certificate", "the two clusters do not trust"),
+    ("unable to locate VMI src/vm1", "the other side's VMI or migration does not exist yet"),
+    ("DecentralizedLiveMigration feature gate is not enabled in kubevirt resource", "decentralized live migration is disabled"),
+    ("something KubeVirt never said", ""),
+])
+def test_explain_known_messages(message, cause_starts):
+    cause, _ = follow.explain(message)
+    assert cause.startswith(cause_starts) and (cause_starts or cause == "")
+
+
+def test_sync_stalled_only_while_a_side_waits_to_connect():
+    assert follow.sync_stalled(view(vmim("Synchronizing"), vmim("WaitingForSync")))
+    assert follow.sync_stalled(view(vmim("Scheduling"), vmim("WaitingForSync")))
+    assert not follow.sync_stalled(view(vmim("Running"), vmim("Running")))
+
+
+def test_eta():
+    assert follow.eta_seconds(100.0, 10.0) == 10.0
+    assert follow.eta_seconds(None, 10.0) is None and follow.eta_seconds(100.0, 0) is None
+
+
+def test_progress_line_shows_bytes_rate_eta_and_blocks():
+    result = follow.assess(view(vmim("Running"), vmim("Running")))
+    line = describe(result, 12.4, {"processed": 3 * 2**30, "remaining": 1 * 2**30, "rate": 256 * 2**20})
+    assert line == "source Running, target Running (12s) - 3.0 GiB sent, 1.0 GiB left, 256.0 MiB/s, ETA 4s"
+    assert human_bytes(512) == "512 B"
+
+
+class Tty(io.StringIO):
+    def isatty(self):
+        return True
+
+
+class Run:
+    def __init__(self, vm):
+        self.vm, self.outcome, self.message, self.hint, self.migration_id = vm, None, "", "", "id"
+
+
+def test_terminal_keeps_one_live_line_per_vm():
+    out = Tty()
+    reporter = Reporter("auto", out)
+    assert reporter.mode == "tty"
+    result = follow.assess(view(vmim("Running"), vmim("Running")))
+    reporter.update(Run("a"), result, 1, None)
+    reporter.update(Run("b"), result, 1, None)
+    reporter.update(Run("a"), result, 2, None)
+    screen = out.getvalue()
+    # each redraw moves the cursor up over the block and clears it
+    assert screen.count("\x1b[1F\x1b[J") == 1 and screen.count("\x1b[2F\x1b[J") == 1
+    assert screen.endswith("a: source Running, target Running (2s)\nb: source Running, target Running (1s)\n")
+
+
+def test_log_lines_only_on_change_and_json_events():
+    log = io.StringIO()
+    reporter = Reporter("auto", log)
+    assert reporter.mode == "plain"
+    result = follow.assess(view(vmim("Running"), vmim("Running")))
+    for seconds in (1, 2, 3):
+        reporter.update(Run("a"), result, seconds, None)
+    assert len(log.getvalue().splitlines()) == 1
+    events = io.StringIO()
+    Reporter("json", events).update(Run("a"), result, 1, {"processed": 10.0})
+    event = json.loads(events.getvalue())
+    assert (event["vm"], event["event"], event["source"], event["progress"]) == ("a", "status", "Running", {"processed": 10.0})
