@@ -187,9 +187,11 @@ class Handler(Controller):
             if not dig(ms, "sourceState", "node") or not st.get("migrationTransport"):
                 return None
             address = c.node_address(pod.node)
-            ports = {str(MIGRATION_PORTS[0]): 0, str(MIGRATION_PORTS[1]): MIGRATION_PORTS[1]}
-            self.sim.fabric.listen(f"{address}:{MIGRATION_PORTS[0]}", Endpoint(c.name, ns, vmi["metadata"]["name"],
-                                                                               uid, pod.node))
+            # Each incoming migration gets its own pair of proxy ports on the node (HT:394-413), so
+            # several migrations into one node never share a listener.
+            port = self.sim.fabric.listen_on_free_port(address, MIGRATION_PORTS[0],
+                                                       Endpoint(c.name, ns, vmi["metadata"]["name"], uid, pod.node))
+            ports = {str(port): 0, str(port + 1): MIGRATION_PORTS[1]}
             ms.update({"targetNodeAddress": address, "targetDirectMigrationNodePorts": ports})
             ms.setdefault("targetState", {}).update({"nodeAddress": address, "directMigrationNodePorts": ports})
             c.replace("vmi", vmi, MGR_HANDLER)  # row 31
@@ -229,7 +231,7 @@ class Handler(Controller):
         ms["completed"] = True  # row 38 (HT:857-860, 1199-1244)
         st.pop("migratedVolumes", None)
         remove_condition(st, "VolumesChange")
-        self.sim.fabric.close(f"{ms['targetNodeAddress']}:{MIGRATION_PORTS[0]}")
+        self.sim.fabric.close(f"{ms['targetNodeAddress']}:{sorted(ms['targetDirectMigrationNodePorts'], key=int)[0]}")
         c.replace("vmi", vmi, MGR_HANDLER)
         return None
 

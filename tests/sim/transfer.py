@@ -58,6 +58,15 @@ class Fabric:
         with self._lock:
             self._listeners[address] = target
 
+    def listen_on_free_port(self, host: str, first: int, target: Endpoint) -> int:
+        """Listen on the lowest free even port from `first` on `host` (a port pair per migration)."""
+        with self._lock:
+            port = first
+            while f"{host}:{port}" in self._listeners:
+                port += 2
+            self._listeners[f"{host}:{port}"] = target
+            return port
+
     def close(self, address: str) -> None:
         with self._lock:
             self._listeners.pop(address, None)
