@@ -94,6 +94,7 @@ class Engine:
         selector = f"{MANAGED_BY}={MANAGER}"
         ns_src, ns_tgt = self.settings.source_namespace, self.settings.target_namespace
         specs = [(self.target, "VirtualMachineInstance", ns_tgt, "target/vmi", ""),
+                 (self.target, "VirtualMachine", ns_tgt, "target/vm", selector),
                  (self.target, "VirtualMachineInstanceMigration", ns_tgt, "target/vmim", selector),
                  (self.source, "VirtualMachineInstanceMigration", ns_src, "source/vmim", selector)]
         for cluster, kind, ns, tag, sel in specs:
@@ -110,17 +111,18 @@ class Engine:
             self.reporter.notice(event.message)
             return
         for run in runs:
-            if event.tag == "target/vmi":
-                self._observe_vmi(run, event)
+            if event.tag in ("target/vmi", "target/vm"):
+                self._observe_named(run, event, "target_vmi" if event.tag == "target/vmi" else "target_vm")
             else:
                 self._observe_vmim(run, event, "source" if event.tag.startswith("source") else "target")
 
-    def _observe_vmi(self, run: Run, event: Event) -> None:
+    def _observe_named(self, run: Run, event: Event, attr: str) -> None:
+        """The target VMI / VM carry the VM's own name."""
         mine = [o for o in event.objects if meta(o).get("name") == run.vm]
         if event.type == "LIST":
-            run.view.target_vmi = mine[0] if mine else None
+            setattr(run.view, attr, mine[0] if mine else None)
         elif mine:
-            run.view.target_vmi = None if event.type == "DELETED" else mine[0]
+            setattr(run.view, attr, None if event.type == "DELETED" else mine[0])
 
     def _observe_vmim(self, run: Run, event: Event, side: str) -> None:
         mine = [o for o in event.objects if (meta(o).get("labels") or {}).get(LABEL_MIGRATION_ID) == run.migration_id

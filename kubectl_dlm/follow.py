@@ -16,6 +16,7 @@ SUCCEEDED, FAILED, CANCELLED, TIMED_OUT = "succeeded", "failed", "cancelled", "t
 SYNC_PHASES = ("", "WaitingForSync", "Synchronizing")
 BLOCKED_CONDITION = "decentralizedMigrationBlocked"
 ABORT_CONDITION = "migrationAbortRequested"
+RESTORE_ANNOTATION = "kubevirt.io/restore-run-strategy"
 
 
 @dataclass
@@ -29,6 +30,7 @@ class View:
     target_vmim_seen: bool = False
     source_vmim_final: str = ""  # last phase seen before the object went away
     target_vmim_final: str = ""
+    target_vm: Optional[Obj] = None  # None: not watched (or gone)
 
 
 @dataclass
@@ -62,6 +64,9 @@ def assess(view: View) -> Assessment:
                                                            and view.source_vmim_final in ("Succeeded", "Running", "TargetReady", ""))
     # The source VMIM is deleted by KubeVirt once its VMI is gone after success: gone is success.
     if target_done and source_done:
+        if _still_receiving(view.target_vm):
+            result.message = "waiting for KubeVirt to restore the target VM's run strategy"
+            return result
         result.outcome = SUCCEEDED
         return result
     for side, vmim in (("target", view.target_vmim), ("source", view.source_vmim)):
@@ -86,6 +91,15 @@ def assess(view: View) -> Assessment:
         result.message = f"the {side} migration was deleted while {last or 'starting'}"
         result.hint = "run `kubectl dlm cleanup` before a new attempt"
     return result
+
+
+def _still_receiving(vm: Optional[Obj]) -> bool:
+    """After success KubeVirt switches the target VM from WaitAsReceiver to the restore annotation's
+    strategy; until then `kubectl get vm` would still show a receiver (dlm-state-machine §4)."""
+    if vm is None:
+        return False
+    annotations = (vm.get("metadata") or {}).get("annotations") or {}
+    return (vm.get("spec") or {}).get("runStrategy") == "WaitAsReceiver" and bool(annotations.get(RESTORE_ANNOTATION))
 
 
 def _aborted(vmim: Optional[Obj]) -> bool:

@@ -34,7 +34,8 @@ def view_of(sides: Sides, vm: str):
         return None, None
     pick = lambda objs: next((o for o in reversed(objs) if (meta(o).get("labels") or {}).get(LABEL_MIGRATION_ID) == migration_id), None)
     view = follow.View(source_vmim=pick(src), target_vmim=pick(tgt),
-                       target_vmi=kube.get(sides.target, "VirtualMachineInstance", sides.target_namespace, vm))
+                       target_vmi=kube.get(sides.target, "VirtualMachineInstance", sides.target_namespace, vm),
+                       target_vm=kube.get(sides.target, "VirtualMachine", sides.target_namespace, vm))
     view.source_vmim_seen = view.source_vmim is not None
     view.target_vmim_seen = view.target_vmim is not None
     if view.target_vmim is not None and follow.phase(view.target_vmim) == "Succeeded" and view.source_vmim is None:

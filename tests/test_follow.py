@@ -146,3 +146,17 @@ def test_log_lines_only_on_change_and_json_events():
     Reporter("json", events).update(Run("a"), result, 1, {"processed": 10.0})
     event = json.loads(events.getvalue())
     assert (event["vm"], event["event"], event["source"], event["progress"]) == ("a", "status", "Running", {"processed": 10.0})
+
+
+def test_success_waits_until_kubevirt_restored_the_target_run_strategy():
+    receiving = {"metadata": {"annotations": {"kubevirt.io/restore-run-strategy": "Always"}},
+                 "spec": {"runStrategy": "WaitAsReceiver"}}
+    v = view(vmim("Succeeded"), vmim("Succeeded"))
+    v.target_vm = receiving
+    result = follow.assess(v)
+    assert result.outcome is None and "restore the target VM's run strategy" in result.message
+    v.target_vm = {**receiving, "spec": {"runStrategy": "Always"}}
+    assert follow.assess(v).outcome == follow.SUCCEEDED
+    # without the annotation KubeVirt never switches it: do not wait forever
+    v.target_vm = {"metadata": {}, "spec": {"runStrategy": "WaitAsReceiver"}}
+    assert follow.assess(v).outcome == follow.SUCCEEDED
