@@ -90,9 +90,9 @@ def plan_vm(source: Source, name: str, settings: Settings, target: TargetInfo, b
     out.items.extend(copy_items)
     out.secret_refs.extend(secret_refs)
     out.prerequisites.extend(prerequisites)
-    for claim in refs.claims:
-        out.items.append(plan_datavolume(source, vm, claim, ctx, target))
-    out.items.append(plan_target_vm(vm, vmi, ctx, refs))
+    disks = [plan_datavolume(source, vm, claim, ctx, target) for claim in refs.claims]
+    out.items.extend(disks)
+    out.items.append(plan_target_vm(vm, vmi, ctx, refs, {d.name: d.context["storage"] for d in disks}))
     out.items.append(ctx.item("receive", "VirtualMachineInstanceMigration", f"{name}-receive-{migration_id[:8]}",
                               "vmim-receive.yaml.j2", ctx.source_ref(ns, name), {"vmi_name": name, "migration_id": migration_id}))
     connect_url = settings.connect_url or (target.sync_addresses[0] if target.sync_addresses else None)
@@ -234,7 +234,8 @@ def restore_run_strategy(vm: Obj) -> str:
     return "Halted"
 
 
-def plan_target_vm(vm: Obj, vmi: Optional[Obj], ctx: _Ctx, refs: References) -> Item:
+def plan_target_vm(vm: Obj, vmi: Optional[Obj], ctx: _Ctx, refs: References,
+                   disks: Optional[Mapping[str, Mapping[str, Any]]] = None) -> Item:
     settings = ctx.settings
     spec = copy.deepcopy(vm.get("spec") or {})
     spec.pop("running", None)
@@ -265,11 +266,24 @@ def plan_target_vm(vm: Obj, vmi: Optional[Obj], ctx: _Ctx, refs: References) -> 
         dvt_meta["name"] = map_claim(dvt_meta.get("name", ""), settings)
         if "namespace" in dvt_meta:
             dvt_meta["namespace"] = settings.target_namespace
+        _match_template_to_disk(dvt, (disks or {}).get(dvt_meta["name"]))
     annotations = clean.annotations(vm)
     annotations[RESTORE_RUN_STRATEGY] = restore_run_strategy(vm)
     name = meta(vm)["name"]
     return ctx.item("prepare", "VirtualMachine", name, "virtualmachine.yaml.j2", ctx.source_ref(settings.source_namespace, name),
                     {"spec": spec}, labels=clean.labels(vm), annotations=annotations)
+
+
+def _match_template_to_disk(dvt: Dict[str, Any], disk: Optional[Mapping[str, Any]]) -> None:
+    """A mapped storage class / volume mode also goes into the VM's dataVolumeTemplate, so the
+    target VM's spec agrees with the blank disk it runs on (and with what it would re-create)."""
+    claim_spec = (dvt.get("spec") or {}).get("storage") or (dvt.get("spec") or {}).get("pvc")
+    if not disk or claim_spec is None:
+        return
+    if disk.get("storage_class") and claim_spec.get("storageClassName") not in (None, disk["storage_class"]):
+        claim_spec["storageClassName"] = disk["storage_class"]
+    if claim_spec.get("volumeMode") and claim_spec["volumeMode"] != disk.get("volume_mode"):
+        claim_spec["volumeMode"] = disk["volume_mode"]
 
 
 def _add_vmi_only_hotplug(tspec: Dict[str, Any], vm: Obj, vmi: Optional[Obj]) -> None:

@@ -407,3 +407,20 @@ def test_revision_recorded_only_in_status_is_copied_and_pinned():
     target_vm = items(p, "VirtualMachine")[0]
     assert target_vm.context["spec"]["instancetype"] == {"kind": "VirtualMachineInstancetype", "name": "small",
                                                           "revisionName": "vm1-small-rev"}
+
+
+def test_data_volume_template_follows_the_storage_mapping():
+    template = {"metadata": {"name": "root"},
+                "spec": {"source": {"registry": {"url": "docker://example/img"}},
+                         "storage": {"storageClassName": "fast-block", "volumeMode": "Block",
+                                     "resources": {"requests": {"storage": "10Gi"}}}}}
+    source_vm = vm(volumes=[{"name": "d", "dataVolume": {"name": "root"}}], spec_extra={"dataVolumeTemplates": [template]})
+    mapping = {"fast-block": StorageMapping("cephfs", volume_mode="Filesystem")}
+    p = one([source_vm, vmi(), pvc("root", mode="Block", request="10Gi", capacity="10Gi", sc="fast-block")],
+            storage_map=mapping)
+    dvt = items(p, "VirtualMachine")[0].context["spec"]["dataVolumeTemplates"][0]["spec"]["storage"]
+    assert (dvt["storageClassName"], dvt["volumeMode"]) == ("cephfs", "Filesystem")
+    disk = items(p, "DataVolume")[0].context["storage"]
+    assert (disk["storage_class"], disk["volume_mode"]) == ("cephfs", "Filesystem")
+    # the source object is never changed
+    assert template["spec"]["storage"]["storageClassName"] == "fast-block"
