@@ -97,10 +97,8 @@ def migrate(request, options: FollowOptions, skip_checks: bool = False) -> int:
 
 def _checked(request, runs: List[Run], refused: List[Run], reporter: Reporter) -> List[Run]:
     """Run the same pre-flight checks as `kubectl dlm check`; a VM with a failed check does not start."""
-    try:
-        from kubectl_dlm import checks
-    except ImportError:  # pragma: no cover - checks ship with the package
-        return runs
+    from kubectl_dlm import checks
+
     kept = []
     for run in runs:
         single = _copy_request(request, run.vm)
@@ -124,10 +122,8 @@ def _copy_request(request, vm: str):
 
 
 def _ensure_trust(source, target, reporter: Reporter) -> None:
-    try:
-        from kubectl_dlm import trust
-    except ImportError:  # pragma: no cover
-        return
+    from kubectl_dlm import trust
+
     changes = trust.ensure_trust(source, target)
     if changes:
         reporter.notice(f"re-posted KubeVirt CA trust between {source.context} and {target.context}")
