@@ -115,6 +115,9 @@ def test_every_problem_on_the_target_is_listed_at_once(untrusted, namespaces, ku
     squatter = scenario.vm_manifest("vm1", run_strategy="Halted")
     squatter["metadata"]["namespace"] = ns
     post(clusters.target, f"/apis/kubevirt.io/v1/namespaces/{ns}/virtualmachines", squatter)
+    # its DataVolume and claim come from KubeVirt/CDI a moment later: wait, so the row is stable
+    for kind in ("dv", "pvc"):
+        kubevirt_sim.wait_for("target", kind, ns, "vm1-disk", lambda o: o is not None, 20, f"squatter's {kind}")
     other_secret = copy.deepcopy(ci_secret)
     other_secret["data"] = {"userdata": "I2Nsb3VkLWNvbmZpZwpob3N0bmFtZTogeAo="}
     post(clusters.target, f"/api/v1/namespaces/{ns}/secrets", other_secret)
