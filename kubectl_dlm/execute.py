@@ -5,14 +5,19 @@ plan (or read a reviewed bundle) -> Runs -> Engine -> outcome -> exit code.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from kubectl_dlm import errors, follow
+from kubectl_dlm import bundle as bundle_mod
+from kubectl_dlm import checks, clean, errors, follow, kube, load, pipeline, trust
 from kubectl_dlm.engine import REFUSED, Engine, Run
-from kubectl_dlm.model import PHASES, Obj
+from kubectl_dlm.model import (
+    ANN_COPY_OF, LABEL_MIGRATION_ID, MANAGED_BY, MANAGER, PHASE_SIDE, PHASES, Obj, Settings, meta,
+)
+from kubectl_dlm.plan import send_item
 from kubectl_dlm.progress import Reporter
+from kubectl_dlm.render import Renderer
 
 EXIT_BY_OUTCOME = {follow.FAILED: errors.FAILED, follow.TIMED_OUT: errors.TIMED_OUT,
                    follow.CANCELLED: errors.CANCELLED, REFUSED: errors.REFUSED}
@@ -54,10 +59,6 @@ def _metrics(options: FollowOptions, reporter: Reporter):
 
 
 def migrate(request, options: FollowOptions, skip_checks: bool = False) -> int:
-    from kubectl_dlm import pipeline
-    from kubectl_dlm.plan import send_item
-    from kubectl_dlm.render import Renderer
-
     reporter = Reporter(options.output)
     planned = pipeline.plan_each(request)
     source, target = planned.clusters["source"], planned.clusters["target"]
@@ -78,11 +79,8 @@ def migrate(request, options: FollowOptions, skip_checks: bool = False) -> int:
         for item in vm_plan.items:
             docs[item.phase].append(parse_docs([renderer.render_item(item).text])[0])
 
-        def make_send(url: str, _name=name, _id=vm_plan.migration_id) -> Obj:
-            return parse_docs([renderer.render_item(send_item(planned.settings, _name, _id, url)).text])[0]
-
         runs.append(Run(vm=name, migration_id=vm_plan.migration_id, docs=docs, connect_url=vm_plan.connect_url,
-                        make_send=make_send))
+                        make_send=_send_builder(renderer, planned.settings, name, vm_plan.migration_id)))
     if runs and not skip_checks and not options.dry_run:
         runs = _checked(request, runs, refused, reporter)
     elif skip_checks:
@@ -97,8 +95,6 @@ def migrate(request, options: FollowOptions, skip_checks: bool = False) -> int:
 
 def _checked(request, runs: List[Run], refused: List[Run], reporter: Reporter) -> List[Run]:
     """Run the same pre-flight checks as `kubectl dlm check`; a VM with a failed check does not start."""
-    from kubectl_dlm import checks
-
     kept = []
     for run in runs:
         single = _copy_request(request, run.vm)
@@ -116,14 +112,10 @@ def _checked(request, runs: List[Run], refused: List[Run], reporter: Reporter) -
 
 
 def _copy_request(request, vm: str):
-    from dataclasses import replace
-
     return replace(request, vms=(vm,), selector="")
 
 
 def _ensure_trust(source, target, reporter: Reporter) -> None:
-    from kubectl_dlm import trust
-
     changes = trust.ensure_trust(source, target)
     if changes:
         reporter.notice(f"re-posted KubeVirt CA trust between {source.context} and {target.context}")
@@ -146,19 +138,22 @@ def _carry_out(engine: Engine, runs: List[Run], refused: List[Run], reporter: Re
     return exit_code(everything)
 
 
+def _send_builder(renderer, settings, vm: str, migration_id: str):
+    """The source VMIM, rendered late: only the target VMIM's status may tell the sync address."""
+
+    def build(url: str) -> Obj:
+        return parse_docs([renderer.render_item(send_item(settings, vm, migration_id, url)).text])[0]
+
+    return build
+
+
 def apply_bundle(directory: Path, source, target, options: FollowOptions) -> int:
     """Carry out a reviewed `render --output-dir` tree; Secrets it lists are copied server to server."""
-    from kubectl_dlm import bundle as bundle_mod
-    from kubectl_dlm import load
-    from kubectl_dlm.model import Settings
-
     reporter = Reporter(options.output)
     index = _read_index(directory)
     settings = Settings(source_namespace=index["source"]["namespace"], target_namespace=index["target"]["namespace"],
                         source_cluster=index["source"].get("cluster") or "", target_cluster=index["target"].get("cluster") or "")
     runs: Dict[str, Run] = {}
-    from kubectl_dlm.model import LABEL_MIGRATION_ID, meta
-
     by_id = {v["migrationID"]: v for v in index.get("vms") or []}
     for entry in index.get("phases") or []:
         for rel in entry.get("files") or []:
@@ -172,18 +167,21 @@ def apply_bundle(directory: Path, source, target, options: FollowOptions) -> int
                 if mid not in by_id:
                     raise errors.UsageError(f"{path} does not belong to this bundle (migration ID {mid})",
                                             f"it must carry a migration ID listed in {bundle_mod.INDEX_FILE}")
+                side = PHASE_SIDE[entry["phase"]]
+                want = settings.target_namespace if side == "target" else settings.source_namespace
+                if meta(doc).get("namespace") != want:
+                    raise errors.UsageError(
+                        f"{path}: {doc.get('kind')} {meta(doc).get('name')} is in namespace {meta(doc).get('namespace')}, "
+                        f"but phase {entry['phase']} goes to the {side} namespace {want}",
+                        f"fix the file or {bundle_mod.INDEX_FILE}, or re-render the bundle")
                 vm = by_id[mid]
                 run = runs.setdefault(mid, Run(vm=vm["name"], migration_id=mid, docs={p: [] for p in PHASES},
                                                connect_url=vm.get("connectURL") or None))
                 run.docs[entry["phase"]].append(doc)
-    for mid, run in runs.items():
-        if not run.docs["send"] and run.connect_url is None:
-            from kubectl_dlm.plan import send_item
-            from kubectl_dlm.render import Renderer
-
-            renderer = Renderer()
-            run.make_send = lambda url, _run=run: parse_docs(
-                [renderer.render_item(send_item(settings, _run.vm, _run.migration_id, url)).text])[0]
+    renderer = Renderer()
+    for run in runs.values():
+        if not run.docs["send"]:  # rendered without a known sync address: build it once it is known
+            run.make_send = _send_builder(renderer, settings, run.vm, run.migration_id)
     _copy_secrets(index, source, target, reporter, options.dry_run)
     engine = Engine(source, target, settings, reporter, timeout=options.timeout, sync_timeout=options.sync_timeout,
                     parallel=options.parallel, dry_run=options.dry_run,
@@ -194,23 +192,18 @@ def apply_bundle(directory: Path, source, target, options: FollowOptions) -> int
 def _read_index(directory: Path) -> Dict:
     from ruamel.yaml import YAML
 
-    from kubectl_dlm.bundle import INDEX_FILE, INDEX_KIND
-
-    path = directory / INDEX_FILE
+    path = directory / bundle_mod.INDEX_FILE
     if not path.is_file():
-        raise errors.UsageError(f"{directory} is not a kubectl-dlm bundle (no {INDEX_FILE})",
+        raise errors.UsageError(f"{directory} is not a kubectl-dlm bundle (no {bundle_mod.INDEX_FILE})",
                                 "render one with kubectl dlm render ... --output-dir DIR")
     index = YAML(typ="safe", pure=True).load(path.read_text())
-    if not isinstance(index, dict) or index.get("kind") != INDEX_KIND:
+    if not isinstance(index, dict) or index.get("kind") != bundle_mod.INDEX_KIND:
         raise errors.UsageError(f"{path} is not a kubectl-dlm bundle index")
     return index
 
 
 def _copy_secrets(index: Dict, source, target, reporter: Reporter, dry_run: bool) -> None:
     """Read each listed Secret on the source and apply it on the target; the data never touches disk."""
-    from kubectl_dlm import clean, kube
-    from kubectl_dlm.model import ANN_COPY_OF, MANAGED_BY, MANAGER, meta
-
     for ref in index.get("secretsToCopy") or []:
         secret = kube.get(source, "Secret", ref["sourceNamespace"], ref["name"])
         if secret is None:
