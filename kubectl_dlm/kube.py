@@ -49,7 +49,7 @@ def connect(kubeconfig: Optional[str], context: Optional[str]) -> Cluster:
     config_file = kubeconfig or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
     where = kubeconfig or ("$KUBECONFIG" if os.environ.get("KUBECONFIG") else "~/.kube/config")
     try:
-        contexts, active = k8s_config.list_kube_config_contexts(config_file=config_file)
+        contexts, active = _contexts(config_file)
         chosen = active
         if context:
             chosen = next((c for c in contexts if c["name"] == context), None)
@@ -66,6 +66,20 @@ def connect(kubeconfig: Optional[str], context: Optional[str]) -> Cluster:
     namespace = (chosen.get("context") or {}).get("namespace") or "default"
     return Cluster(context=chosen["name"], namespace=namespace, server=configuration.host,
                    api=k8s.ApiClient(configuration))
+
+
+def _contexts(config_file: str):
+    """(contexts, current) of a kubeconfig or a ':'-separated list of them. Unlike the client's
+    list_kube_config_contexts this accepts a file without current-context, as kubectl does."""
+    from kubernetes.config.kube_config import KubeConfigMerger
+
+    merged = KubeConfigMerger(config_file).config
+    if merged is None:
+        raise ConfigException(f"no kubeconfig file found at {config_file}")
+    value = merged.value
+    contexts = [dict(getattr(c, "value", c)) for c in value.get("contexts") or []]
+    current = next((c for c in contexts if c.get("name") == value.get("current-context")), None)
+    return contexts, current
 
 
 def _path(kind: str, namespace: Optional[str], name: Optional[str] = None, subresource: str = "") -> str:
