@@ -38,8 +38,12 @@ def test_cross_cluster_move(namespaces, kubevirt_sim, dlm):
     code, out, err = dlm("migrate", "vm1", "--context", "source", "-n", ns, "--to-context", "target", *FOLLOW)
     assert code == errors.OK, out + err
     assert_moved(kubevirt_sim, "source", ns, "target", ns)
-    # The source VMIM is deleted by KubeVirt after success; the target one stays Succeeded.
-    assert not [o for o in kubevirt_sim.clusters["source"].stores["vmim"].list(ns)]
+    # The source VMIM is deleted by KubeVirt once its VMI is gone; the target one stays Succeeded.
+    [source_vmim] = kubevirt_sim.clusters["source"].stores["vmim"].list(ns) or [None]
+    if source_vmim is not None:
+        kubevirt_sim.wait_gone("source", "vmim", ns, source_vmim["metadata"]["name"])
+    [target_vmim] = kubevirt_sim.clusters["target"].stores["vmim"].list(ns)
+    assert target_vmim["status"]["phase"] == "Succeeded"
 
 
 def test_name_taken_on_target_is_an_error_and_nothing_is_overwritten(clusters, namespaces, kubevirt_sim, dlm):
