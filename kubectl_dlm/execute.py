@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from kubectl_dlm import bundle as bundle_mod
-from kubectl_dlm import checks, clean, errors, follow, kube, load, pipeline, trust
+from kubectl_dlm import checks, clean, errors, follow, inventory, kube, load, pipeline, trust
 from kubectl_dlm.engine import REFUSED, Engine, Run
 from kubectl_dlm.model import (
     ANN_COPY_OF, LABEL_MIGRATION_ID, MANAGED_BY, MANAGER, PHASE_SIDE, PHASES, Obj, Settings, meta,
@@ -68,7 +68,12 @@ def migrate(request, options: FollowOptions, skip_checks: bool = False) -> int:
     for name, vm_plan in planned.plans.items():
         if isinstance(vm_plan, errors.DlmError):
             run = Run(vm=name, migration_id="-", docs={}, connect_url=None)
-            run.outcome, run.message, run.hint = REFUSED, vm_plan.message, vm_plan.hint
+            done = _already_migrated(target, planned.settings.target_namespace, name)
+            if done:  # a re-run after success (e.g. the first run was killed at the end)
+                run.migration_id, run.outcome = done, follow.SUCCEEDED
+                run.message = f"already migrated to {target.context}/{planned.settings.target_namespace}"
+            else:
+                run.outcome, run.message, run.hint = REFUSED, vm_plan.message, vm_plan.hint
             refused.append(run)
             reporter.finished(run)
             continue
@@ -91,6 +96,15 @@ def migrate(request, options: FollowOptions, skip_checks: bool = False) -> int:
                     sync_timeout=options.sync_timeout, parallel=options.parallel, dry_run=options.dry_run,
                     metrics=None if options.dry_run else _metrics(options, reporter))
     return _carry_out(engine, runs, refused, reporter)
+
+
+def _already_migrated(target, namespace: str, vm: str) -> Optional[str]:
+    """The migration ID of a migration of ours that already succeeded for this VM, if any."""
+    for vmim in inventory.vmims(target, namespace, vm):
+        labels = meta(vmim).get("labels") or {}
+        if follow.phase(vmim) == "Succeeded" and (vmim.get("spec") or {}).get("receive"):
+            return labels.get(LABEL_MIGRATION_ID)
+    return None
 
 
 def _checked(request, runs: List[Run], refused: List[Run], reporter: Reporter) -> List[Run]:

@@ -29,6 +29,10 @@ def test_same_cluster_namespace_move(namespaces, kubevirt_sim, dlm):
     assert code == errors.OK, out + err
     assert "vm1: succeeded" in out
     assert_moved(kubevirt_sim, "source", src, "source", dst)
+    # run again (say the first run was killed right at the end): nothing to do, still a success
+    code, out, err = dlm("migrate", "vm1", "--context", "source", "-n", src, "--to-namespace", dst, *FOLLOW)
+    assert code == errors.OK, out + err
+    assert f"vm1: succeeded: already migrated to source/{dst}" in out
 
 
 def test_cross_cluster_move(namespaces, kubevirt_sim, dlm):
