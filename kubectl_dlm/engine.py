@@ -23,7 +23,6 @@ from kubectl_dlm.watcher import Event, Watcher, drain
 
 COPIED_KINDS = ("Secret", "ConfigMap", "VirtualMachineInstancetype", "VirtualMachinePreference", "ControllerRevision")
 REFUSED = "refused"
-STEPS = ("prepare", "wait-receiver", "receive", "send", "follow", "done")
 
 
 @dataclass
@@ -35,7 +34,7 @@ class Run:
     docs: Dict[str, List[Obj]]  # phase -> objects in apply order
     connect_url: Optional[str]
     make_send: Optional[Callable[[str], Obj]] = None  # builds the source VMIM once the URL is known
-    step: str = "prepare"
+    step: str = "prepare"  # prepare -> wait-receiver -> receive -> send -> follow -> done
     view: follow.View = field(default_factory=follow.View)
     outcome: Optional[str] = None
     message: str = ""

@@ -13,7 +13,6 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 from kubectl_dlm import clean, quantity
 from kubectl_dlm.errors import NotFound, Refused, UsageError
 from kubectl_dlm.model import (
-    ANN_COPY_OF,
     ANN_PHASE,
     ANN_SIDE,
     ANN_SOURCE,
@@ -34,7 +33,7 @@ from kubectl_dlm.model import (
     VMPlan,
     meta,
 )
-from kubectl_dlm.refs import Claim, References, namespaced_kind, references, template_spec, vmi_only_hotplug_volumes
+from kubectl_dlm.refs import Claim, References, namespaced_kind, references, vmi_only_hotplug_volumes
 
 # CDI's default filesystem overhead (CDIConfig filesystemOverhead.global): a Filesystem PVC
 # keeps this share for the file system, so a Block disk needs a larger Filesystem claim.

@@ -41,7 +41,7 @@ def status(vms, kubeconfig, context, namespace, to_context, to_kubeconfig, to_na
 
 
 def _watch(sides, vms, options) -> int:
-    from kubectl_dlm import execute, follow
+    from kubectl_dlm import execute
     from kubectl_dlm.engine import Engine, Run
     from kubectl_dlm.manage import view_of
     from kubectl_dlm.model import Settings

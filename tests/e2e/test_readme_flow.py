@@ -57,7 +57,7 @@ def test_live_render_equals_render_of_the_export(clusters, namespaces, kubevirt_
     start_vm(kubevirt_sim, "source", src, "my-vm")
     export = tmp_path / "export.yaml"
     export.write_text(sh(f"kubectl --context source get vm,vmi,dv,pvc,secret,cm -n {src} -o yaml", env))
-    common = f"--to-namespace elsewhere --connect-url 192.0.2.10:9185 --context source"
+    common = "--to-namespace elsewhere --connect-url 192.0.2.10:9185 --context source"
     live = sh(f"kubectl dlm render my-vm -n {src} {common}", env)
     from_file = sh(f"kubectl dlm render my-vm -f {export} {common}", env)
     assert "kind: VirtualMachine\n" in live

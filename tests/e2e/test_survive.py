@@ -4,7 +4,6 @@ a reviewed bundle applied later, and progress read from a real Prometheus."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
