@@ -101,6 +101,7 @@ class Settings:
     migration_id: Optional[str] = None
     connect_url: Optional[str] = None
     secrets: str = "include"
+    fs_overhead: float = 0.055  # CDI's default filesystemOverhead.global
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,8 @@ mapping_options = _compose(
     click.option("--migration-id", metavar="ID", help="Use this migration ID instead of the derived one."),
     click.option("--connect-url", metavar="HOST:PORT",
                  help="Target synchronization address (default: read from the target KubeVirt CR)."),
+    click.option("--fs-overhead", type=click.FloatRange(0, 0.5, max_open=True), default=0.055, show_default=True,
+                 metavar="FRACTION", help="Filesystem overhead of the target's CDI, for Block disks landing on Filesystem."),
     click.option("--secrets", type=click.Choice(SECRET_MODES), default=None,
                  help="Secret data in the bundle: include (stdout default), reference or omit (--output-dir default: reference)."),
 )

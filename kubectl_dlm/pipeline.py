@@ -39,6 +39,7 @@ class Request:
     migration_id: Optional[str] = None
     connect_url: Optional[str] = None
     secrets: str = "include"
+    fs_overhead: float = 0.055
     template_dir: Optional[Path] = None
 
 
@@ -133,6 +134,7 @@ def make_settings(request: Request, namespace: str, source_cluster, target_clust
         migration_id=request.migration_id,
         connect_url=options.check_connect_url(request.connect_url),
         secrets=request.secrets,
+        fs_overhead=request.fs_overhead,
     )
 
 

@@ -35,9 +35,6 @@ from kubectl_dlm.model import (
 )
 from kubectl_dlm.refs import Claim, References, namespaced_kind, references, vmi_only_hotplug_volumes
 
-# CDI's default filesystem overhead (CDIConfig filesystemOverhead.global): a Filesystem PVC
-# keeps this share for the file system, so a Block disk needs a larger Filesystem claim.
-FS_OVERHEAD = 0.055
 FINAL_PHASES = ("Succeeded", "Failed")
 RUN_STRATEGIES = ("Always", "Halted", "Manual", "RerunOnFailure", "Once")
 RESTORE_RUN_STRATEGY = "kubevirt.io/restore-run-strategy"
@@ -358,7 +355,9 @@ def plan_datavolume(source: Source, vm: Obj, claim: Claim, ctx: _Ctx, target: Ta
     target_mode = mapping.volume_mode or volume_mode
     target_access = list(mapping.access_modes) if mapping.access_modes else access_modes
     if volume_mode == "Block" and target_mode == "Filesystem":
-        size = quantity.mebibytes(int(quantity.to_bytes(size) / (1 - FS_OVERHEAD)) + 1)
+        # A Filesystem claim keeps CDI's filesystem overhead for the file system: a Block disk
+        # needs a larger claim to hold an image of its full size.
+        size = quantity.mebibytes(int(quantity.to_bytes(size) / (1 - settings.fs_overhead)) + 1)
     storage = {"size": size, "volume_mode": target_mode, "access_modes": target_access,
                "storage_class": mapping.storage_class}
     name = map_claim(claim.claim, settings)

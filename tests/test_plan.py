@@ -424,3 +424,11 @@ def test_data_volume_template_follows_the_storage_mapping():
     assert (disk["storage_class"], disk["volume_mode"]) == ("cephfs", "Filesystem")
     # the source object is never changed
     assert template["spec"]["storage"]["storageClassName"] == "fast-block"
+
+
+@pytest.mark.parametrize("overhead, size", [(0.055, "542Mi"), (0.1, "569Mi")])
+def test_block_onto_filesystem_leaves_the_targets_filesystem_overhead(overhead, size):
+    mapping = {"fast-block": StorageMapping("cephfs", volume_mode="Filesystem")}
+    p = one([disk_vm(), vmi(), pvc("disk1", mode="Block", request="512Mi", capacity="512Mi", sc="fast-block")],
+            storage_map=mapping, fs_overhead=overhead)
+    assert items(p, "DataVolume")[0].context["storage"]["size"] == size  # 512Mi / (1 - overhead), rounded up

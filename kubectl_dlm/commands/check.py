@@ -36,7 +36,7 @@ Exit codes: 0 nothing failed, 3 a check failed, 4 VM not found, 6 a cluster is u
 @click.option("-o", "--output", type=click.Choice(("table", "json")), default="table", show_default=True,
               help="table: one row per check; json: one document for automation.")
 def check(vms, selector, kubeconfig, context, namespace, to_context, to_kubeconfig, to_namespace, storage_class_map,
-          network_map, claim_map, mapping_file, migration_id, connect_url, secrets, output) -> int:
+          network_map, claim_map, mapping_file, migration_id, connect_url, fs_overhead, secrets, output) -> int:
     """Check that the VMs can be migrated, before anything is created.
 
     Checks both clusters (DLM enabled, KubeVirt version, CA trust, synchronization addresses,
@@ -50,7 +50,8 @@ def check(vms, selector, kubeconfig, context, namespace, to_context, to_kubeconf
         vms=tuple(vms), selector=selector, kubeconfig=kubeconfig, context=context, namespace=namespace,
         to_context=to_context, to_kubeconfig=to_kubeconfig, to_namespace=to_namespace,
         storage_class_map=storage_class_map, network_map=network_map, claim_map=claim_map,
-        mapping_file=mapping_file, migration_id=migration_id, connect_url=connect_url, secrets=secrets or "include")
+        mapping_file=mapping_file, migration_id=migration_id, connect_url=connect_url,
+        fs_overhead=fs_overhead, secrets=secrets or "include")
     report = checks.run_checks(request)
     if output == "json":
         click.echo(json.dumps(report.to_dict(), indent=2))

@@ -49,7 +49,7 @@ Examples:
 @click.option("--template-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Templates that override the built-in ones, by file name.")
 def render(vms, selector, filename, example, kubeconfig, context, namespace, to_context, to_kubeconfig, to_namespace,
-           storage_class_map, network_map, claim_map, mapping_file, migration_id, connect_url, secrets,
+           storage_class_map, network_map, claim_map, mapping_file, migration_id, connect_url, fs_overhead, secrets,
            phases, side, output_dir, overwrite, template_dir) -> None:
     """Render the migration bundle of one or more running VMs as YAML.
 
@@ -70,7 +70,7 @@ def render(vms, selector, filename, example, kubeconfig, context, namespace, to_
         vms=tuple(vms), selector=selector, filename=filename, kubeconfig=kubeconfig, context=context,
         namespace=namespace, to_context=to_context, to_kubeconfig=to_kubeconfig, to_namespace=to_namespace,
         storage_class_map=storage_class_map, network_map=network_map, claim_map=claim_map,
-        mapping_file=mapping_file, migration_id=migration_id, connect_url=connect_url,
+        mapping_file=mapping_file, migration_id=migration_id, connect_url=connect_url, fs_overhead=fs_overhead,
         secrets=secrets or default_secrets, template_dir=template_dir)
     sides = ("source", "target") if side == "all" else (side,)
     result = pipeline.run(request, phases=phases or None, sides=sides if output_dir is None else None)
