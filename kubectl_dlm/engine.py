@@ -17,11 +17,10 @@ from typing import Any, Callable, Dict, List, Optional
 from kubectl_dlm import follow, kube
 from kubectl_dlm.errors import Conflict, DlmError
 from kubectl_dlm.model import (
-    LABEL_MIGRATION_ID, LABEL_VM, MANAGED_BY, MANAGER, Obj, Settings, meta,
+    COPIED_KINDS, LABEL_MIGRATION_ID, LABEL_VM, MANAGED_BY, MANAGER, Obj, Settings, meta,
 )
 from kubectl_dlm.watcher import Event, Watcher, drain
 
-COPIED_KINDS = ("Secret", "ConfigMap", "VirtualMachineInstancetype", "VirtualMachinePreference", "ControllerRevision")
 REFUSED = "refused"
 
 

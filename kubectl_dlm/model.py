@@ -42,6 +42,9 @@ ANN_SIDE = f"{PREFIX}/side"
 ANN_COPY_OF = f"{PREFIX}/copy-of"
 
 SECRET_MODES = ("include", "omit", "reference")
+# Objects copied from the source rather than made for one VM: shared by the VMs of a namespace,
+# so any copy kubectl-dlm made may be reused, and cleanup never removes them.
+COPIED_KINDS = ("Secret", "ConfigMap", "VirtualMachineInstancetype", "VirtualMachinePreference", "ControllerRevision")
 
 
 def api_version(kind: str) -> str:

@@ -14,6 +14,7 @@ from kubectl_dlm import clean, quantity
 from kubectl_dlm.errors import NotFound, Refused, UsageError
 from kubectl_dlm.model import (
     ANN_PHASE,
+    COPIED_KINDS,
     ANN_SIDE,
     ANN_SOURCE,
     ANN_SOURCE_CLUSTER,
@@ -64,7 +65,6 @@ def plan(source: Source, vm_names: Iterable[str], settings: Settings, target: Ta
     return result
 
 
-COPIED_KINDS = ("Secret", "ConfigMap", "VirtualMachineInstancetype", "VirtualMachinePreference", "ControllerRevision")
 
 
 def plan_vm(source: Source, name: str, settings: Settings, target: TargetInfo, batch: bool = False) -> VMPlan:
