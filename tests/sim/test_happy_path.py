@@ -158,7 +158,10 @@ def test_run_vm_gives_a_running_vmi(kubevirt_sim, namespaces):
     sim = kubevirt_sim
     ns = namespaces("source")
     vmi = sim.run_vm("source", ns, vm_manifest("vm1"))
-    vm = sim.get("source", "vm", ns, "vm1")
+    # the VM controller reflects the Running VMI on the VM a reconcile later
+    vm = sim.wait_for("source", "vm", ns, "vm1",
+                      lambda o: o is not None and (o.get("status") or {}).get("printableStatus") == "Running"
+                      and condition(o, "LiveMigratable") is not None, 10, "VM status Running")
     fw = vm["spec"]["template"]["spec"]["domain"]["firmware"]
     assert fw["uuid"] and fw["serial"]  # VM mutator (VMM:127-140)
     assert vm["status"]["printableStatus"] == "Running" and vm["status"]["ready"] is True
