@@ -8,7 +8,7 @@ when a cluster is actually contacted.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -41,6 +41,14 @@ class Request:
     secrets: str = "include"
     fs_overhead: float = 0.055
     template_dir: Optional[Path] = None
+
+    @classmethod
+    def from_flags(cls, flags: Dict[str, Any], **overrides: Any) -> "Request":
+        """A Request from a command's click flags: the shared source/target/mapping options."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in {**flags, **overrides}.items() if k in known}
+        values["vms"] = tuple(values.get("vms") or ())
+        return cls(**values)
 
 
 @dataclass

@@ -35,8 +35,7 @@ Exit codes: 0 nothing failed, 3 a check failed, 4 VM not found, 6 a cluster is u
 @mapping_options
 @click.option("-o", "--output", type=click.Choice(("table", "json")), default="table", show_default=True,
               help="table: one row per check; json: one document for automation.")
-def check(vms, selector, kubeconfig, context, namespace, to_context, to_kubeconfig, to_namespace, storage_class_map,
-          network_map, claim_map, mapping_file, migration_id, connect_url, fs_overhead, secrets, output) -> int:
+def check(output, **flags) -> int:
     """Check that the VMs can be migrated, before anything is created.
 
     Checks both clusters (DLM enabled, KubeVirt version, CA trust, synchronization addresses,
@@ -46,12 +45,7 @@ def check(vms, selector, kubeconfig, context, namespace, to_context, to_kubeconf
     """
     from kubectl_dlm import checks, pipeline
 
-    request = pipeline.Request(
-        vms=tuple(vms), selector=selector, kubeconfig=kubeconfig, context=context, namespace=namespace,
-        to_context=to_context, to_kubeconfig=to_kubeconfig, to_namespace=to_namespace,
-        storage_class_map=storage_class_map, network_map=network_map, claim_map=claim_map,
-        mapping_file=mapping_file, migration_id=migration_id, connect_url=connect_url,
-        fs_overhead=fs_overhead, secrets=secrets or "include")
+    request = pipeline.Request.from_flags(flags, secrets=flags["secrets"] or "include")
     report = checks.run_checks(request)
     if output == "json":
         click.echo(json.dumps(report.to_dict(), indent=2))

@@ -34,19 +34,11 @@ Exit codes: 0 succeeded, 3 refused before starting, 10 failed, 11 timed out, 12 
 @click.option("--dry-run", type=click.Choice(("server",)), default=None,
               help="server: send every object with dryRun; nothing is changed.")
 @click.option("--skip-checks", is_flag=True, help="Do not run the pre-flight checks first (not recommended).")
-@click.pass_context
-def migrate(ctx, vms, selector, kubeconfig, context, namespace, to_context, to_kubeconfig, to_namespace,
-            storage_class_map, network_map, claim_map, mapping_file, migration_id, connect_url, fs_overhead, secrets,
-            timeout, sync_timeout, prometheus_url, output, parallel, dry_run, skip_checks) -> int:
+def migrate(timeout, sync_timeout, prometheus_url, output, parallel, dry_run, skip_checks, **flags) -> int:
     """Migrate running VMs to another namespace or cluster, and follow them to the end."""
     from kubectl_dlm import execute, pipeline
 
-    request = pipeline.Request(
-        vms=tuple(vms), selector=selector, kubeconfig=kubeconfig, context=context, namespace=namespace,
-        to_context=to_context, to_kubeconfig=to_kubeconfig, to_namespace=to_namespace,
-        storage_class_map=storage_class_map, network_map=network_map, claim_map=claim_map,
-        mapping_file=mapping_file, migration_id=migration_id, connect_url=connect_url,
-        fs_overhead=fs_overhead, secrets=secrets or "include")
+    request = pipeline.Request.from_flags(flags, secrets=flags["secrets"] or "include")
     options = execute.FollowOptions(timeout=timeout, sync_timeout=sync_timeout, parallel=parallel,
                                     prometheus_url=prometheus_url, output=output, dry_run=dry_run == "server")
     return execute.migrate(request, options, skip_checks=skip_checks)

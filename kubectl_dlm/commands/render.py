@@ -48,9 +48,7 @@ Examples:
 @click.option("--overwrite", is_flag=True, help="Replace an existing --output-dir.")
 @click.option("--template-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Templates that override the built-in ones, by file name.")
-def render(vms, selector, filename, example, kubeconfig, context, namespace, to_context, to_kubeconfig, to_namespace,
-           storage_class_map, network_map, claim_map, mapping_file, migration_id, connect_url, fs_overhead, secrets,
-           phases, side, output_dir, overwrite, template_dir) -> None:
+def render(example, phases, side, output_dir, overwrite, **flags) -> None:
     """Render the migration bundle of one or more running VMs as YAML.
 
     The bundle has three phases, applied in order: prepare (on the target: copied Secrets and
@@ -60,18 +58,12 @@ def render(vms, selector, filename, example, kubeconfig, context, namespace, to_
     from kubectl_dlm import bundle, pipeline
 
     if example:
-        if filename or vms or selector:
+        if flags["filename"] or flags["vms"] or flags["selector"]:
             raise errors.UsageError("--example takes no VM, -l or -f")
-        filename = str(example_path())
-        to_namespace = to_namespace or "example-dst"
-        connect_url = connect_url or "192.0.2.20:9185"
+        flags.update(filename=str(example_path()), to_namespace=flags["to_namespace"] or "example-dst",
+                     connect_url=flags["connect_url"] or "192.0.2.20:9185")
     default_secrets = "reference" if output_dir else "include"
-    request = pipeline.Request(
-        vms=tuple(vms), selector=selector, filename=filename, kubeconfig=kubeconfig, context=context,
-        namespace=namespace, to_context=to_context, to_kubeconfig=to_kubeconfig, to_namespace=to_namespace,
-        storage_class_map=storage_class_map, network_map=network_map, claim_map=claim_map,
-        mapping_file=mapping_file, migration_id=migration_id, connect_url=connect_url, fs_overhead=fs_overhead,
-        secrets=secrets or default_secrets, template_dir=template_dir)
+    request = pipeline.Request.from_flags(flags, secrets=flags["secrets"] or default_secrets)
     sides = ("source", "target") if side == "all" else (side,)
     result = pipeline.run(request, phases=phases or None, sides=sides if output_dir is None else None)
     for vm in result.plan.vms:
