@@ -1,4 +1,7 @@
-"""kubectl_dlm.pem: parse, identify and judge certificates made by openssl (valid, expired, not yet valid)."""
+"""kubectl_dlm.pem: parse, identify and judge certificates made by openssl (valid, expired, not yet valid).
+
+The certificates come from openssl, the parsing from cryptography: the tests pin what we read
+out of it (names in DER order, strict validity bounds, the CA flag) against openssl's own view."""
 
 from __future__ import annotations
 
@@ -150,9 +153,9 @@ def test_other_blocks_are_skipped(certs):
     ("-----BEGIN CERTIFICATE-----\nMIIB", "the bundle: a PEM block is not closed (missing -----END ...-----)"),
     ("-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n", "the bundle: certificate 1 is not valid base64"),
     ("-----BEGIN CERTIFICATE-----\nMAMCAQA=\n-----END CERTIFICATE-----\n",
-     "the bundle: certificate 1 does not parse: a certificate has three parts (tbsCertificate, algorithm, signature)"),
+     "the bundle: certificate 1 does not parse: not a DER X.509 certificate (UnexpectedTag in Certificate::tbs_cert)"),
     ("-----BEGIN CERTIFICATE-----\nMIIBAAA=\n-----END CERTIFICATE-----\n",
-     "the bundle: certificate 1 does not parse: truncated DER"),
+     "the bundle: certificate 1 does not parse: not a DER X.509 certificate (ShortData)"),
     ("-----BEGIN CERTIFICATE-----\nAAAA\n-----END PUBLIC KEY-----\n",
      "the bundle: PEM block 1 begins as CERTIFICATE but ends as PUBLIC KEY"),
 ])
@@ -180,14 +183,15 @@ def test_truncated_certificate_body_does_not_crash(certs):
             pem.parse_der(der[:cut])
 
 
+@pytest.mark.filterwarnings("error")  # and never a warning on the user's terminal
 def test_random_corruption_is_always_a_pem_error(certs):
     import random
 
     der = bytearray(openssl_der(certs["valid"]))
     rng = random.Random(5)
-    for _ in range(300):
+    for _ in range(2000):
         broken = bytearray(der)
-        for _ in range(3):
+        for _ in range(rng.randrange(1, 6)):
             broken[rng.randrange(len(broken))] = rng.randrange(256)
         try:
             pem.parse_der(bytes(broken))
