@@ -40,12 +40,16 @@ def describe(result: follow.Assessment, elapsed: float, progress: Optional[Dict[
     return line
 
 
+# Outcomes that are errors: said on stderr as `error: ...` (the README's promise), whatever -o is.
+ERROR_OUTCOMES = (follow.FAILED, follow.TIMED_OUT, follow.CANCELLED, "refused")
+
+
 class Reporter:
-    def __init__(self, mode: str = "auto", out: Optional[IO[str]] = None):
+    def __init__(self, mode: str = "auto", out: Optional[IO[str]] = None, err: Optional[IO[str]] = None):
         out = out or sys.stdout  # looked up now: tests and callers may have replaced it
         if mode == "auto":
             mode = "tty" if out.isatty() else "plain"
-        self.mode, self.out = mode, out
+        self.mode, self.out, self.err = mode, out, err or sys.stderr
         self.lines: Dict[str, str] = {}
         self.drawn = 0
         self.said: set = set()
@@ -108,15 +112,29 @@ class Reporter:
             self._print(f"{run.vm}: {line}")
 
     def finished(self, run) -> None:
+        """The result on stdout (an event with -o json); an error or refusal also on stderr, with its hint."""
         self.lines.pop(run.vm, None)
+        failed = run.outcome in ERROR_OUTCOMES
         if self.mode == "json":
             self._emit({"vm": run.vm, "event": "finished", "outcome": run.outcome, "migrationID": run.migration_id,
                         "message": run.message, "hint": run.hint})
-            return
-        text = f"{run.vm}: {run.outcome}" + (f": {run.message}" if run.message else "")
-        if run.hint:
-            text += f"\n  hint: {run.hint}"
-        self._print(text)
+        elif failed:
+            self._print(f"{run.vm}: {run.outcome}")
+        else:
+            text = f"{run.vm}: {run.outcome}" + (f": {run.message}" if run.message else "")
+            self._print(text + (f"\n  hint: {run.hint}" if run.hint else ""))
+        if failed:
+            self._error(f"{run.vm}: {run.outcome}" + (f": {run.message}" if run.message else ""), run.hint)
+
+    def _error(self, message: str, hint: str = "") -> None:
+        if self.mode == "tty":
+            self._clear()
+        self.out.flush()
+        self.err.write(f"error: {message}\n" + (f"  hint: {hint}\n" if hint else ""))
+        self.err.flush()
+        if self.mode == "tty":
+            self._draw()
+            self.out.flush()
 
     def summary(self, runs: List[Any]) -> None:
         if self.mode == "json" or len(runs) < 2:

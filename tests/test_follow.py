@@ -160,3 +160,26 @@ def test_success_waits_until_kubevirt_restored_the_target_run_strategy():
     # without the annotation KubeVirt never switches it: do not wait forever
     v.target_vm = {"metadata": {}, "spec": {"runStrategy": "WaitAsReceiver"}}
     assert follow.assess(v).outcome == follow.SUCCEEDED
+
+
+@pytest.mark.parametrize("mode", ["plain", "json", "tty"])
+@pytest.mark.parametrize("outcome", [follow.FAILED, follow.TIMED_OUT, follow.CANCELLED, "refused"])
+def test_errors_and_refusals_go_to_stderr_with_their_hint_results_stay_on_stdout(mode, outcome):
+    out, err = (Tty() if mode == "tty" else io.StringIO()), io.StringIO()
+    run = Run("db")
+    run.outcome, run.message, run.hint = outcome, "the target migration failed: Target pod is down", "run cleanup"
+    Reporter(mode, out, err).finished(run)
+    assert err.getvalue() == (f"error: db: {outcome}: the target migration failed: Target pod is down\n"
+                              "  hint: run cleanup\n")
+    if mode == "json":
+        assert json.loads(out.getvalue())["outcome"] == outcome  # the event stream is complete on stdout
+    else:
+        assert out.getvalue().rstrip().endswith(f"db: {outcome}") and "error:" not in out.getvalue()
+
+
+def test_success_says_nothing_on_stderr():
+    out, err = io.StringIO(), io.StringIO()
+    run = Run("db")
+    run.outcome, run.message = follow.SUCCEEDED, "already migrated"
+    Reporter("plain", out, err).finished(run)
+    assert err.getvalue() == "" and out.getvalue().rstrip().endswith("db: succeeded: already migrated")

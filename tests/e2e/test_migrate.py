@@ -58,7 +58,9 @@ def test_name_taken_on_target_is_an_error_and_nothing_is_overwritten(clusters, n
     scenario.create(kubevirt_sim, "source", "vm", dst, squatter)
     code, out, err = dlm("migrate", "vm1", "--context", "source", "-n", src, "--to-namespace", dst, "--skip-checks", *FOLLOW)
     assert code == errors.REFUSED, out + err
-    assert "already exists" in out and "was not created by this migration" in out and "nothing was overwritten" in out
+    assert "vm1: refused" in out  # the result on stdout, the error with its cause and hint on stderr
+    assert err.startswith("error: vm1: refused: ") and "\n  hint: " in err
+    assert "already exists" in err and "was not created by this migration" in err and "nothing was overwritten" in err
     kept = kubevirt_sim.get("source", "vm", dst, "vm1")
     assert kept["metadata"]["labels"] == {"owner": "someone-else"} and kept["spec"]["runStrategy"] == "Halted"
     assert kubevirt_sim.get("source", "vmi", src, "vm1")["status"]["phase"] == "Running"
@@ -72,9 +74,9 @@ def test_stall_ends_in_sync_timeout_with_the_cause(namespaces, kubevirt_sim, dlm
     code, out, err = dlm("migrate", "vm1", "--context", "source", "-n", ns, "--to-context", "target",
                          "--sync-timeout", "5", "--timeout", "60", "-o", "plain")
     assert code == errors.TIMED_OUT, out + err
-    assert "did not connect within 5s" in out
-    assert "cannot be reached" in out  # the plain-words cause of the dial error
-    assert "kubectl dlm cancel vm1" in out
+    assert "did not connect within 5s" in err and err.startswith("error: vm1: timed out: ")
+    assert "cannot be reached" in err  # the plain-words cause of the dial error
+    assert "kubectl dlm cancel vm1" in err
     # left as it is: both migrations still exist
     assert kubevirt_sim.clusters["source"].stores["vmim"].list(ns)
 
@@ -87,7 +89,7 @@ def test_failure_mid_transfer_then_cleanup_then_retry(namespaces, kubevirt_sim, 
     args = ("--context", "source", "-n", src, "--to-namespace", dst)
     code, out, err = dlm("migrate", "vm1", *args, *FOLLOW)
     assert code == errors.FAILED, out + err
-    assert "vm1: failed" in out and "kubectl dlm cleanup" in out
+    assert "vm1: failed" in out and err.startswith("error: vm1: failed: ") and "kubectl dlm cleanup" in err
     assert kubevirt_sim.get("source", "vmi", src, "vm1")["status"]["phase"] == "Running"  # the source keeps running
     code, out, err = dlm("cleanup", "vm1", *args, "--dry-run")
     assert code == errors.OK and "would delete" in out and f"VirtualMachine {dst}/vm1" in out
