@@ -18,7 +18,12 @@ class Sides:
     target_namespace: str
 
 
-def connect(kubeconfig, context, namespace, to_context, to_kubeconfig, to_namespace) -> Sides:
+def connect(kubeconfig, context, namespace, to_context, to_kubeconfig, to_namespace, vms=()) -> Sides:
+    from kubectl_dlm import names as naming
+
+    naming.check("-n", namespace, naming.dns_label_problem, "namespace name (RFC 1123 label)")
+    naming.check("--to-namespace", to_namespace, naming.dns_label_problem, "namespace name (RFC 1123 label)")
+    naming.check_vm_names(vms)
     source = kube.connect(kubeconfig, context)
     target = kube.connect(to_kubeconfig or kubeconfig, to_context) if (to_context or to_kubeconfig) else source
     ns = namespace or source.namespace

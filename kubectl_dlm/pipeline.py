@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from kubectl_dlm import load, options
+from kubectl_dlm import names as naming
 from kubectl_dlm.errors import NotFound, UsageError
 from kubectl_dlm.model import Plan, Settings, Source, StorageMapping, TargetInfo, meta
 from kubectl_dlm.plan import plan as make_plan
@@ -71,7 +72,33 @@ class Inputs:
     clusters: Dict[str, Any]  # "source"/"target" -> kube.Cluster, when contacted
 
 
+def validate(request: Request) -> None:
+    """Every name the user gave, by Kubernetes' rules, before anything is read or contacted."""
+    naming.check("-n", request.namespace, naming.dns_label_problem, "namespace name (RFC 1123 label)")
+    naming.check("--to-namespace", request.to_namespace, naming.dns_label_problem, "namespace name (RFC 1123 label)")
+    naming.check("--migration-id", request.migration_id, naming.migration_id_problem, "migration ID")
+    naming.check_vm_names(request.vms)
+    storage, networks, claims = options.load_mapping_file(request.mapping_file)
+    for src, dst in options.parse_pairs(request.storage_class_map, "--storage-class-map").items():
+        naming.check("", dst, naming.dns_subdomain_problem, "storage class name", f"--storage-class-map {src}={dst}")
+    for src, mapping in storage.items():
+        naming.check("", mapping.storage_class, naming.dns_subdomain_problem, "storage class name",
+                     f"--mapping-file storageClasses.{src}")
+    for flag, pairs in (("--network-map", options.parse_pairs(request.network_map, "--network-map")),
+                        ("--mapping-file networks", networks)):
+        for src, dst in pairs.items():
+            ns, _, name = dst.rpartition("/")
+            if ns:
+                naming.check("", ns, naming.dns_label_problem, "namespace name", f"{flag} {src}={dst}")
+            naming.check("", name, naming.dns_subdomain_problem, "network attachment name", f"{flag} {src}={dst}")
+    for flag, pairs in (("--claim-map", options.parse_pairs(request.claim_map, "--claim-map")),
+                        ("--mapping-file claims", claims)):
+        for src, dst in pairs.items():
+            naming.check("", dst, naming.dns_subdomain_problem, "claim name", f"{flag} {src}={dst}")
+
+
 def read(request: Request) -> Inputs:
+    validate(request)
     source, source_cluster, namespace, names = read_source(request)
     target_cluster = connect_target(request, source_cluster)
     target = TargetInfo()

@@ -206,7 +206,7 @@ def choose_migration_id(vm: Obj, vmi: Optional[Obj], source: Source, settings: S
     """
     name = meta(vm).get("name", "")
     if settings.migration_id:
-        return f"{settings.migration_id}-{name}" if batch else settings.migration_id
+        return batch_migration_id(settings.migration_id, name) if batch else settings.migration_id
     for vmim in source.of_kind("VirtualMachineInstanceMigration", settings.source_namespace):
         labels = meta(vmim).get("labels") or {}
         phase = (vmim.get("status") or {}).get("phase")
@@ -219,6 +219,15 @@ def choose_migration_id(vm: Obj, vmi: Optional[Obj], source: Source, settings: S
     last = (state.get("sourceState") or {}).get("migrationUID") or state.get("migrationUid") or ""
     seed = "|".join([anchor, last, settings.target_cluster, settings.target_namespace])
     return hashlib.sha256(seed.encode()).hexdigest()[:16]
+
+
+def batch_migration_id(given: str, vm: str) -> str:
+    """One --migration-id for several VMs: each VM gets its own (KubeVirt pairs the two sides by the ID
+    alone), `<id>-<vm>` while that is a valid label value, else `<id>-<hash of vm>`."""
+    candidate = f"{given}-{vm}"
+    if len(candidate) <= 63 and candidate[-1].isalnum():
+        return candidate
+    return f"{given[:54]}-{hashlib.sha256(vm.encode()).hexdigest()[:8]}"
 
 
 def restore_run_strategy(vm: Obj) -> str:

@@ -20,7 +20,7 @@ def cancel(vms, kubeconfig, context, namespace, to_context, to_kubeconfig, to_na
     """
     from kubectl_dlm import manage
 
-    sides = manage.connect(kubeconfig, context, namespace, to_context, to_kubeconfig, to_namespace)
+    sides = manage.connect(kubeconfig, context, namespace, to_context, to_kubeconfig, to_namespace, vms)
     for vm in vms:
         report = manage.cancel(sides, vm, timeout)
         what = f"deleted {', '.join(report.deleted)}" if report.deleted else "nothing to cancel (no running migration)"

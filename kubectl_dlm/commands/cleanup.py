@@ -22,7 +22,7 @@ def cleanup(vms, kubeconfig, context, namespace, to_context, to_kubeconfig, to_n
     """
     from kubectl_dlm import errors, manage
 
-    sides = manage.connect(kubeconfig, context, namespace, to_context, to_kubeconfig, to_namespace)
+    sides = manage.connect(kubeconfig, context, namespace, to_context, to_kubeconfig, to_namespace, vms)
     for vm in vms:
         plan = manage.plan_cleanup(sides, vm)
         if plan.refusal and not force:

@@ -22,7 +22,7 @@ def status(vms, kubeconfig, context, namespace, to_context, to_kubeconfig, to_na
     """Show the phase of each side, blocking conditions in plain words, and the outcome."""
     from kubectl_dlm import errors, execute, manage
 
-    sides = manage.connect(kubeconfig, context, namespace, to_context, to_kubeconfig, to_namespace)
+    sides = manage.connect(kubeconfig, context, namespace, to_context, to_kubeconfig, to_namespace, vms)
     if watch:
         return _watch(sides, vms, execute.FollowOptions(timeout=timeout, sync_timeout=sync_timeout,
                                                         prometheus_url=prometheus_url, output=output))
