@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Optional
@@ -122,6 +123,9 @@ def call(cluster: Cluster, method: str, path: str, verb: str, *, query: Optional
 def _request(cluster: Cluster, method: str, path: str, query: Dict[str, Any], body: Any, content_type: str) -> Any:
     api = cluster.api
     headers = {"Content-Type": content_type, "Accept": "application/json"}
+    if body is not None and not isinstance(body, (bytes, str)):
+        # YAML content types get our UTF-8 bytes; for JSON ones the client's escapes are valid JSON.
+        body = encode(body) if "yaml" in content_type else body
     if hasattr(api, "param_serialize"):  # kubernetes >= 35: the REST layer encodes JSON and YAML bodies itself
         method, url, headers, data, post = api.param_serialize(
             method=method, resource_path=path, query_params=list(query.items()), header_params=headers,
@@ -131,11 +135,25 @@ def _request(cluster: Cluster, method: str, path: str, query: Dict[str, Any], bo
         if response.status >= 400:
             raise ApiException(http_resp=response)
         return json.loads(raw) if raw else None
-    data = None if body is None else json.dumps(body)
+    data = body if body is None or isinstance(body, (bytes, str)) else json.dumps(body)
     raw = api.call_api(path, method, query_params=list(query.items()), header_params=headers, body=data,
                        auth_settings=["BearerToken"], _return_http_data_only=True, _preload_content=False,
                        _request_timeout=REQUEST_TIMEOUT).data
     return json.loads(raw) if raw else None
+
+
+def encode(body: Any) -> bytes:
+    """JSON as UTF-8 bytes, for the API server's YAML decoder (apply-patch+yaml; YAML is a superset
+    of JSON). The client's own json.dumps escapes characters outside the BMP as UTF-16 surrogate
+    pairs (\\ud83d\\ude00), which that decoder rejects ("invalid Unicode character escape code"), so
+    those go as raw UTF-8. The characters YAML reads as line breaks (NEL, LS, PS) would be folded
+    inside a string, so those, like the other C1 controls and the BOM, stay \\u escapes (valid in
+    the BMP), as Go's encoding/json does for LS and PS."""
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    return _YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text).encode("utf-8")
+
+
+_YAML_UNSAFE = re.compile("[\u0080-\u009f\u2028\u2029\ufeff]")
 
 
 def _reason(exc: Exception) -> str:
