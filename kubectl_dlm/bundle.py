@@ -130,10 +130,10 @@ def tree(plan: Plan, docs: List[Document]) -> List[Tuple[str, str]]:
         for doc, name in zip(in_phase, names):
             files.append((f"{phase_dir(phase)}/{name}", doc.text))
         files.append((f"{phase_dir(phase)}/kustomization.yaml", _kustomization(names)))
-    from kubectl_dlm.render import _dumper
+    from kubectl_dlm.emit import ruamel_dumper
 
     out = io.StringIO()
-    _dumper().dump(index(plan, docs), out)
+    ruamel_dumper().dump(index(plan, docs), out)
     files.append((INDEX_FILE, out.getvalue()))
     files.append((SUMMARY_FILE, summary(plan, docs)))
     return files

@@ -1,14 +1,13 @@
 """Plan -> YAML documents, through the Jinja templates in templates/.
 
-Templates emit nested values as JSON (valid YAML flow); every document is then parsed and dumped
-again by ruamel.yaml, so the output is deterministic whatever the template's whitespace: 2-space
-indent, nested keys sorted, multi-line strings as literal blocks, no timestamps.
+Templates put nested values in through the `json` filter (a placeholder, see `_Values`); the
+template's YAML skeleton is parsed, the values put back, and the object written by `emit.dump`, so
+the output is deterministic whatever the template's whitespace: 2-space indent, nested keys
+sorted, multi-line strings as literal blocks, no timestamps.
 """
 
 from __future__ import annotations
 
-import functools
-import io
 import json
 import re
 import sys
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, List, Optional
 
+from kubectl_dlm import emit
 from kubectl_dlm.errors import TemplateError
 from kubectl_dlm.model import Item, Plan
 
@@ -97,7 +97,6 @@ class Renderer:
             keep_trailing_newline=True,
             autoescape=False,
         )
-        self._yaml = _dumper()
 
     def render_item(self, item: Item) -> Document:
         jinja2 = self._jinja
@@ -110,7 +109,7 @@ class Renderer:
         except jinja2.TemplateError as exc:
             raise TemplateError(f"template {item.template} failed for {item.kind} {item.name}: {exc}",
                                 "fix the template in --template-dir, or drop the override") from None
-        return Document(item, normalize(text, item.template, self._yaml, values))
+        return Document(item, normalize(text, item.template, values))
 
     def render(self, plan: Plan, phases=None, sides=None) -> List[Document]:
         kwargs = {}
@@ -121,70 +120,37 @@ class Renderer:
         return [self.render_item(item) for item in plan.items(**kwargs)]
 
 
-def _dumper():
-    from ruamel.yaml import YAML
+def _parse(text: str, origin: str) -> Any:
+    """A rendered template's YAML skeleton, parsed once per distinct text.
 
-    yaml = YAML(typ="rt", pure=True)
-    yaml.indent(mapping=2, sequence=2, offset=0)  # kubectl's style: list dashes flush with the key
-    yaml.width = 4096  # never fold long strings: folding makes diffs noisy
-    return yaml
+    Nested values are placeholders, so the skeletons of a batch's VMs are mostly the same text:
+    a 500-VM render parses a handful of them instead of 3500. The cached value is never mutated
+    (`_Values.fill` builds new containers).
+    """
+    data = _skeletons.get(text)
+    if data is None:
+        from ruamel.yaml import YAML
+        from ruamel.yaml.error import YAMLError
+
+        try:
+            data = YAML(typ="safe", pure=True).load(text)
+        except YAMLError as exc:
+            raise TemplateError(f"template {origin} did not produce valid YAML: {str(exc).splitlines()[0]}",
+                                "fix the template in --template-dir") from None
+        if len(_skeletons) >= 1024:
+            _skeletons.clear()
+        _skeletons[text] = data
+    return data
 
 
-def normalize(text: str, origin: str, yaml=None, values: Optional[_Values] = None) -> str:
-    """Parse a rendered template, put the filtered values back, and dump it in the canonical style."""
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
+_skeletons: dict = {}
 
-    yaml = yaml or _dumper()
-    try:
-        data = YAML(typ="safe", pure=True).load(text)
-    except YAMLError as exc:
-        raise TemplateError(f"template {origin} did not produce valid YAML: {str(exc).splitlines()[0]}",
-                            "fix the template in --template-dir") from None
+
+def normalize(text: str, origin: str, values: Optional[_Values] = None) -> str:
+    """Parse a rendered template, put the filtered values back, and write it in the canonical style."""
+    data = _parse(text, origin)
     if values is not None:
         data = values.fill(data)
     if not isinstance(data, dict) or not data.get("kind"):
         raise TemplateError(f"template {origin} did not produce a Kubernetes object", "fix the template in --template-dir")
-    out = io.StringIO()
-    yaml.dump(_literal_blocks(data), out)
-    return out.getvalue()
-
-
-def _literal_blocks(value: Any) -> Any:
-    """Multi-line strings (cloud-init user data, scripts) read best as `|` blocks.
-
-    Strings that a YAML 1.1 reader (kubectl, sigs.k8s.io/yaml) would take for something else
-    (`yes`, `on`, `n`, `1:20`, ...) are quoted, keys included: ruamel dumps YAML 1.2, where they
-    are plain strings, so a ConfigMap value "on" would otherwise reach the API server as `true`.
-    """
-    from ruamel.yaml.scalarstring import LiteralScalarString
-
-    if isinstance(value, dict):
-        return {_quoted(k): _literal_blocks(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_literal_blocks(v) for v in value]
-    if isinstance(value, str) and "\n" in value.rstrip("\n") and _printable(value):
-        return LiteralScalarString(value)
-    return _quoted(value)
-
-
-@functools.lru_cache(maxsize=4096)
-def _yaml11_tag(value: str) -> str:
-    from ruamel.yaml.nodes import ScalarNode
-    from ruamel.yaml.resolver import VersionedResolver
-
-    return VersionedResolver(version=(1, 1)).resolve(ScalarNode, value, (True, False))
-
-
-def _quoted(value: Any) -> Any:
-    if not isinstance(value, str) or "\n" in value or _yaml11_tag(value) == "tag:yaml.org,2002:str":
-        return value
-    from ruamel.yaml.scalarstring import SingleQuotedScalarString
-
-    return SingleQuotedScalarString(value)
-
-
-def _printable(text: str) -> bool:
-    return all(ch == "\n" or ch == "\t" or (ch.isprintable() and ch != "\r") for ch in text) and not any(
-        line != line.rstrip() for line in text.split("\n")
-    )
+    return emit.dump(data)
