@@ -63,17 +63,25 @@ class Source:
     objects: Dict[Tuple[str, str, str], Obj] = field(default_factory=dict)
     # True when read from a live cluster: absent objects are known to be absent.
     live: bool = False
+    # of_kind's answers, kept until the next add: planning asks once per VM, and a scan of every
+    # object each time made a batch cost grow with the square of its size.
+    _of_kind: Dict[Tuple[str, Optional[str]], List[Obj]] = field(default_factory=dict, repr=False, compare=False)
 
     def add(self, obj: Obj) -> None:
         m = meta(obj)
         self.objects[(obj.get("kind", ""), m.get("namespace", ""), m.get("name", ""))] = obj
+        self._of_kind.clear()
 
     def get(self, kind: str, namespace: str, name: str) -> Optional[Obj]:
         return self.objects.get((kind, namespace, name))
 
     def of_kind(self, kind: str, namespace: Optional[str] = None) -> List[Obj]:
-        found = [o for (k, ns, _), o in self.objects.items() if k == kind and (namespace is None or ns == namespace)]
-        return sorted(found, key=lambda o: (meta(o).get("namespace", ""), meta(o).get("name", "")))
+        found = self._of_kind.get((kind, namespace))
+        if found is None:
+            found = [o for (k, ns, _), o in self.objects.items() if k == kind and (namespace is None or ns == namespace)]
+            found = self._of_kind[(kind, namespace)] = sorted(
+                found, key=lambda o: (meta(o).get("namespace", ""), meta(o).get("name", "")))
+        return list(found)
 
 
 @dataclass(frozen=True)
