@@ -33,6 +33,20 @@ def test_kubectl_list():
     assert not source.live
 
 
+def test_json_export_reads_the_same_as_its_yaml():
+    """`kubectl get -o json` goes through the json module (fast), and means what the YAML means."""
+    import json
+
+    from ruamel.yaml import YAML
+
+    text = (FIXTURES / "pvc-volumes.yaml").read_text()
+    as_json = json.dumps(YAML(typ="safe", pure=True).load(text), indent=4)
+    assert read_text(as_json, "f", "default").objects == read_text(text, "f", "default").objects
+    # flow YAML that is not JSON still reads, through the YAML parser
+    flow = read_text('{kind: ConfigMap, metadata: {name: a}, data: {k: "on"}}', "f", "default")
+    assert flow.get("ConfigMap", "default", "a")["data"] == {"k": "on"}
+
+
 def test_multi_document_and_default_namespace():
     text = "---\n" + VM.format(name="a", ns="") + "---\n" + VM.format(name="b", ns="  namespace: other\n") + "---\n"
     source = read_text(text, "f", "fallback")
