@@ -97,14 +97,17 @@ def _path(kind: str, namespace: Optional[str], name: Optional[str] = None, subre
 
 
 def call(cluster: Cluster, method: str, path: str, verb: str, *, query: Optional[Dict[str, Any]] = None,
-         body: Any = None, content_type: str = "application/json", attempts: int = 4) -> Any:
-    """One API request, retried with backoff on transient errors; returns the decoded JSON body."""
+         body: Any = None, content_type: str = "application/json", attempts: int = 4, expired: bool = False) -> Any:
+    """One API request, retried with backoff on transient errors; returns the JSON body, decoded
+    once (raw bytes to json.loads: no client model classes). `expired`: raise Expired on HTTP 410."""
     delay = 0.5
     for attempt in range(attempts):
         cluster.requests += 1
         try:
             return _request(cluster, method, path, query or {}, body, content_type)
         except ApiException as exc:
+            if expired and exc.status == 410:
+                raise Expired() from None
             if exc.status in RETRY_STATUS and attempt + 1 < attempts:
                 time.sleep(delay)
                 delay *= 2
@@ -189,15 +192,38 @@ def get(cluster: Cluster, kind: str, namespace: Optional[str], name: str) -> Opt
         return None
 
 
+# Objects per LIST page: kubectl's default --chunk-size. A namespace of thousands of VMs is read in
+# pages of this size, never as one giant response.
+LIST_PAGE = 500
+
+
 def list_objects(cluster: Cluster, kind: str, namespace: Optional[str] = None, selector: str = "") -> List[Obj]:
-    query = {"labelSelector": selector} if selector else None
+    """Every object of a kind, in pages (`limit`/`continue`), as kubectl and client-go's pager read.
+
+    When a continue token has expired (HTTP 410) the list starts over without a limit, as the
+    pager does with FullListIfExpired (k8s.io/client-go/tools/pager/pager.go).
+    """
     where = f"in namespace {namespace}" if namespace else "in all namespaces"
-    body = call(cluster, "GET", _path(kind, namespace), f"list {KINDS[kind][2]} {where}", query=query)
-    items = body.get("items") or []
+    verb = f"list {KINDS[kind][2]} {where}"
+    query: Dict[str, Any] = {"labelSelector": selector} if selector else {}
+    items: List[Obj] = []
+    page = dict(query, limit=LIST_PAGE)
+    while True:
+        try:
+            body = call(cluster, "GET", _path(kind, namespace), verb, query=page, expired=bool(page.get("continue")))
+        except Expired:
+            items, page = [], dict(query)  # one full list: the pages so far may be out of date
+            continue
+        items.extend(body.get("items") or [])
+        token = (body.get("metadata") or {}).get("continue")
+        if not token:
+            break
+        page = dict(query, limit=LIST_PAGE, **{"continue": token})
+    group, version, _, _ = KINDS[kind]
+    api_version = f"{group}/{version}" if group else version
     for item in items:  # list items carry no kind/apiVersion; the rest of the code relies on them
         item.setdefault("kind", kind)
-        group, version, _, _ = KINDS[kind]
-        item.setdefault("apiVersion", f"{group}/{version}" if group else version)
+        item.setdefault("apiVersion", api_version)
     return items
 
 
