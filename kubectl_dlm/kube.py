@@ -203,8 +203,8 @@ def list_objects(cluster: Cluster, kind: str, namespace: Optional[str] = None, s
     When a continue token has expired (HTTP 410) the list starts over without a limit, as the
     pager does with FullListIfExpired (k8s.io/client-go/tools/pager/pager.go).
     """
-    where = f"in namespace {namespace}" if namespace else "in all namespaces"
-    verb = f"list {KINDS[kind][2]} {where}"
+    where = f" in namespace {namespace}" if namespace else (" in all namespaces" if KINDS[kind][3] else "")
+    verb = f"list {KINDS[kind][2]}{where}"
     query: Dict[str, Any] = {"labelSelector": selector} if selector else {}
     items: List[Obj] = []
     page = dict(query, limit=LIST_PAGE)

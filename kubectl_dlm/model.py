@@ -22,6 +22,7 @@ KINDS: Dict[str, Tuple[str, str, str, bool]] = {
     "ControllerRevision": ("apps", "v1", "controllerrevisions", True),
     "StorageClass": ("storage.k8s.io", "v1", "storageclasses", False),
     "Namespace": ("", "v1", "namespaces", False),
+    "Node": ("", "v1", "nodes", False),
     "NetworkAttachmentDefinition": ("k8s.cni.cncf.io", "v1", "network-attachment-definitions", True),
 }
 

@@ -11,6 +11,7 @@ from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 import click
 
+from kubectl_dlm import sync_address
 from kubectl_dlm.errors import UsageError
 from kubectl_dlm.model import SECRET_MODES, StorageMapping
 
@@ -52,7 +53,8 @@ mapping_options = _compose(
                  help="YAML file with storageClasses, networks and claims maps (see README)."),
     click.option("--migration-id", metavar="ID", help="Use this migration ID instead of the derived one."),
     click.option("--connect-url", metavar="HOST:PORT",
-                 help="Target synchronization address (default: read from the target KubeVirt CR)."),
+                 help="Target synchronization address: host:port, [v6]:port or dns:///host:port "
+                      "(default: the target migration's, read live from the target)."),
     click.option("--fs-overhead", type=click.FloatRange(0, 0.5, max_open=True), default=0.055, show_default=True,
                  metavar="FRACTION", help="Filesystem overhead of the target's CDI, for Block disks landing on Filesystem."),
     click.option("--secrets", type=click.Choice(SECRET_MODES), default=None,
@@ -108,11 +110,11 @@ def _str_map(data: Dict[str, Any], key: str, path: Path) -> Dict[str, str]:
 
 
 def check_connect_url(url: Optional[str]) -> Optional[str]:
+    """The same syntax `check` judges a published address by (sync_address.split)."""
     if url is None:
         return None
-    if "://" in url:
-        raise UsageError(f"--connect-url {url} has a scheme", "give host:port only, e.g. 10.0.0.5:9185 (it is a gRPC target)")
-    host, sep, port = url.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise UsageError(f"--connect-url {url} is not host:port", "example: 10.0.0.5:9185, or [fd00::1]:9185 for IPv6")
+    try:
+        sync_address.split(url)
+    except sync_address.AddressError as exc:
+        raise UsageError(f"--connect-url {exc}", f"examples: {sync_address.EXAMPLES} (it is a gRPC target)") from None
     return url

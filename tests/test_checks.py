@@ -187,7 +187,9 @@ def test_kubevirt_version(version, status, reason):
     ("169.254.10.1:9185", "fail", "169.254.10.1:9185 is link-local: it is not routed beyond its own network segment"),
     ("[fe80::1]:9185", "fail", "[fe80::1]:9185 is link-local: it is not routed beyond its own network segment"),
     ("224.0.0.1:9185", "fail", "224.0.0.1:9185 is a multicast address"),
-    ("https://10.0.0.1:9185", "fail", "https://10.0.0.1:9185 has a URL scheme; the sync controller dials a gRPC host:port"),
+    ("https://10.0.0.1:9185", "fail", "https://10.0.0.1:9185 has a URL scheme; the sync controller dials a gRPC host:port "
+                                               "(or dns:///host:port)"),
+    ("fd00::1:9185", "fail", "fd00::1:9185 is an IPv6 address without brackets; write [fd00::1]:9185"),
     ("10.0.0.1", "fail", "10.0.0.1 is not host:port"),
     ("10.0.0.1:99999", "fail", "10.0.0.1:99999 is not host:port"),
     ("bad_host!:9185", "fail", "bad_host!:9185: bad_host! is neither an IP address nor a host name"),

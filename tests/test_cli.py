@@ -72,13 +72,30 @@ def test_bad_flags_are_one_line_and_exit_2(args, line):
     (["--storage-class-map", "gold"], "error: --storage-class-map 'gold' is not SRC=DST"),
     (["--network-map", "=x"], "error: --network-map '=x' is not SRC=DST"),
     (["--claim-map", "a=b", "--claim-map", "a=c"], "error: --claim-map maps a twice (b and c)"),
-    (["--connect-url", "https://10.0.0.1:9185"], "error: --connect-url https://10.0.0.1:9185 has a scheme"),
+    (["--connect-url", "https://10.0.0.1:9185"], "error: --connect-url https://10.0.0.1:9185 has a URL scheme; "
+                                                  "the sync controller dials a gRPC host:port (or dns:///host:port)"),
+    (["--connect-url", "fd00::1:9185"], "error: --connect-url fd00::1:9185 is an IPv6 address without brackets; "
+                                        "write [fd00::1]:9185"),
     (["--connect-url", "10.0.0.1"], "error: --connect-url 10.0.0.1 is not host:port"),
 ])
 def test_bad_flag_values_name_the_flag(args, message):
     result = run_cli(["render", "-f", FIXTURES / "maps.yaml", "--to-namespace", "prod-b", *args])
     assert result.code == errors.USAGE and result.stdout == ""
     assert result.stderr_lines[0] == message
+
+
+@pytest.mark.parametrize("url", ["10.0.0.5:9185", "[fd00::1]:9185", "dns:///sync.east.example.com:9185",
+                                 "sync.east:9185"])
+def test_connect_url_takes_what_grpc_dials_and_check_accepts(url):
+    """--connect-url and `check` agree: KubeVirt passes the URL to grpc.NewClient as is
+    (pkg/synchronization-controller/synchronization-controller.go:906 @v1.9.0)."""
+    from kubectl_dlm import checks
+
+    assert checks.classify_address(url)[0] == "pass"
+    result = run_cli(["render", "-f", FIXTURES / "maps.yaml", "--to-namespace", "prod-b", "--connect-url", url])
+    assert result.code == errors.OK, result.stderr
+    send = [d for d in YAML(typ="safe").load_all(result.stdout) if d and (d.get("spec") or {}).get("sendTo")]
+    assert send[0]["spec"]["sendTo"]["connectURL"] == url
 
 
 def test_no_vm_given():

@@ -13,7 +13,7 @@ import json
 import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from kubectl_dlm import pem
+from kubectl_dlm import pem, sync_address
 from kubectl_dlm.checks.facts import FAIL, PASS, UNKNOWN, WARN, Check, ClusterFacts, Facts
 from kubectl_dlm.model import meta
 
@@ -100,17 +100,12 @@ def check_version(cf: ClusterFacts, scope: str) -> Check:
 
 
 def classify_address(address: str) -> Tuple[str, str]:
-    """(status, why) for a gRPC sync address, from its text only: nothing is resolved or dialled."""
-    text = address.strip()
-    if text.startswith("dns:///"):
-        text = text[len("dns:///"):]
-    elif "://" in text:
-        return FAIL, f"{address} has a URL scheme; the sync controller dials a gRPC host:port"
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        return FAIL, f"{address} is not host:port"
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
+    """(status, why) for a gRPC sync address, from its text only: nothing is resolved or dialled.
+    The syntax is sync_address.split's, the same that --connect-url accepts."""
+    try:
+        host, _port = sync_address.split(address)
+    except sync_address.AddressError as exc:
+        return FAIL, str(exc)
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:

@@ -105,6 +105,9 @@ class Facts:
     cluster_objects: Dict[Tuple[str, str, str], Tuple[Optional[Obj], str]] = field(default_factory=dict)  # (side, kind, name)
     target_machines: Optional[List[Obj]] = None  # VMs and VMIs of the whole target cluster (MAC check)
     target_machines_error: str = ""
+    target_nodes: Optional[List[Obj]] = None  # Nodes of the target cluster (placement); None: not readable
+    target_nodes_error: str = ""
+    source_nodes: Dict[str, Tuple[Optional[Obj], str]] = field(default_factory=dict)  # node name -> (Node, why not read)
     plan: Optional[Plan] = None
     vm_plans: Dict[str, Any] = field(default_factory=dict)  # vm -> VMPlan or the DlmError that refused it
 

@@ -68,6 +68,8 @@ def gather(source: Source, names: List[str], settings: Settings, source_cluster:
                     facts.cluster_objects[(role, matcher[0], matcher[1])] = _attempt(
                         kube.get_path, cluster, path, f"get {matcher[0]} {matcher[1]}")
 
+    _gather_nodes(facts, source, names, source_cluster, target_cluster)
+
     target = facts.target
     try:
         facts.plan = make_plan(source, names, settings, target)
@@ -167,6 +169,26 @@ def _gather_target(facts: Facts, cluster: Any, refs: Dict[str, Optional[Referenc
         machines.extend(objects)
     else:
         facts.target_machines = machines
+
+
+def _gather_nodes(facts: Facts, source: Source, names: List[str], source_cluster: Any, target_cluster: Any) -> None:
+    """The target's Nodes and each source VMI's node, for the placement row (placement_rules)."""
+    from kubectl_dlm import kube
+
+    if target_cluster is None:
+        facts.target_nodes_error = "the target cluster was not contacted"
+    else:
+        facts.target_nodes, facts.target_nodes_error = _attempt(kube.list_objects, target_cluster, "Node")
+    for name in names:
+        vmi = source.get("VirtualMachineInstance", facts.settings.source_namespace, name)
+        node = ((vmi or {}).get("status") or {}).get("nodeName")
+        if not node or node in facts.source_nodes:
+            continue
+        if source_cluster is None:
+            facts.source_nodes[node] = (None, "the source was read from a file")
+            continue
+        obj, error = _attempt(kube.get, source_cluster, "Node", None, node)
+        facts.source_nodes[node] = (obj, error or ("" if obj is not None else "not found"))
 
 
 def required_access(facts: Facts, refs: Dict[str, Optional[References]]) -> Dict[str, List[Access]]:

@@ -12,8 +12,9 @@ from typing import Any, List, Optional, Tuple
 from kubectl_dlm.checks.bundle_rules import check_bundle, check_collisions, check_copies, check_macs, check_referenced
 from kubectl_dlm.checks.facts import FAIL, PASS, UNKNOWN, WARN, Check, Facts, qualify
 from kubectl_dlm.errors import DlmError
+from kubectl_dlm.checks.placement_rules import check_placement
 from kubectl_dlm.model import LABEL_MIGRATION_ID, MANAGED_BY, MANAGER, Obj, Source, meta
-from kubectl_dlm.refs import References, references
+from kubectl_dlm.refs import References, references, template_spec
 
 FINAL_PHASES = ("Succeeded", "Failed")
 
@@ -40,6 +41,7 @@ def check_vm(facts: Facts, name: str) -> List[Check]:
     rows.append(check_persistent_state(refs, scope))
     rows.append(check_storage_classes(facts, vm, refs, scope))
     rows.append(check_networks(facts, refs, scope))
+    rows.append(check_placement(facts, vmi, template_spec(vm), scope))
     rows.append(check_collisions(facts, name, vm_plan, refs, migration_id, scope))
     rows.append(check_macs(facts, vm, vmi, migration_id, scope))
     rows.append(check_referenced(facts, refs, scope))
