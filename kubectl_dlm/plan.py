@@ -367,8 +367,8 @@ def plan_datavolume(source: Source, vm: Obj, claim: Claim, ctx: _Ctx, target: Ta
         # A Filesystem claim keeps CDI's filesystem overhead for the file system: a Block disk
         # needs a larger claim to hold an image of its full size.
         size = quantity.mebibytes(int(quantity.to_bytes(size) / (1 - settings.fs_overhead)) + 1)
-    storage = {"size": size, "volume_mode": target_mode, "access_modes": target_access,
-               "storage_class": mapping.storage_class}
+    storage = {"size": size, "volume_mode": target_mode, "source_volume_mode": volume_mode,
+               "access_modes": target_access, "storage_class": mapping.storage_class}
     name = map_claim(claim.claim, settings)
     return ctx.item("prepare", "DataVolume", name, "datavolume.yaml.j2", ctx.source_ref(ns, pvc_name),
                     {"storage": storage, "volume": claim.volume})

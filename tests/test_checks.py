@@ -128,8 +128,21 @@ def test_dlm_enabled_fails_naming_the_gate_and_where_to_set_it():
     assert row.fix == ("add DecentralizedLiveMigration to spec.configuration.developerConfiguration.featureGates: "
                        "kubectl --context west -n kubevirt patch kubevirt kubevirt --type merge -p "
                        "'{\"spec\":{\"configuration\":{\"developerConfiguration\":{\"featureGates\":"
-                       "[\"Snapshot\",\"DecentralizedLiveMigration\"]}}}}' (on KubeVirt main the gate is Beta, on by "
-                       "default, unless disabledFeatureGates lists it)")
+                       "[\"Snapshot\",\"DecentralizedLiveMigration\"]}}}}'")
+
+
+@pytest.mark.parametrize("version", ["v1.10.0", "v1.10.0-alpha.0.512+d923fdb815"])
+def test_dlm_enabled_on_main_empty_addresses_mean_no_leader_not_gate_off(version):
+    """Beta and on by default on main (pkg/virt-config/featuregate/active.go:310 @d923fdb); the operator
+    clears the addresses when the lease has no holder or its pod is gone or terminating (core.go:811-843)."""
+    row = checks.check_dlm_enabled(ClusterFacts("source", "west", kubevirt=make_kubevirt((), version=version)),
+                                   SCOPE_WEST)
+    assert row.status == "fail"
+    assert row.reason == ("KubeVirt kubevirt/kubevirt has DecentralizedLiveMigration on by default (Beta on KubeVirt "
+                          "main and from v1.10) but status.synchronizationAddresses is empty: "
+                          "virt-synchronization-controller has no leader, or its pod is missing, terminating or has "
+                          "no IP yet")
+    assert row.fix == "check it: kubectl --context west -n kubevirt get deployment,lease virt-synchronization-controller"
 
 
 def test_dlm_enabled_fails_when_the_beta_gate_is_disabled():
@@ -147,7 +160,7 @@ def test_dlm_enabled_fails_when_gated_on_but_no_address_yet():
     row = checks.check_dlm_enabled(ClusterFacts("source", "west", kubevirt=kv), SCOPE_WEST)
     assert (row.status, row.reason) == ("fail", "KubeVirt kubevirt/kubevirt enables DecentralizedLiveMigration but "
                                                 "status.synchronizationAddresses is empty: virt-synchronization-controller "
-                                                "has no leader or no pod IP yet")
+                                                "has no leader, or its pod is missing, terminating or has no IP yet")
 
 
 def test_dlm_enabled_without_kubevirt_or_without_access():
@@ -157,13 +170,13 @@ def test_dlm_enabled_without_kubevirt_or_without_access():
     assert (row.status, row.reason) == ("unknown", "could not verify: cannot list KubeVirt CRs: forbidden")
 
 
+FIXES_NOTE = " (the kubevirt-fixes row says which of its known DLM bugs matter for each VM)"
+
+
 @pytest.mark.parametrize("version, status, reason", [
-    ("v1.8.1", "pass", "KubeVirt v1.8.1 supports decentralized live migration"),
-    ("v1.10.0-alpha.0.12+abc", "pass", "KubeVirt v1.10.0-alpha.0.12+abc supports decentralized live migration"),
-    ("v1.7.1", "warn", "KubeVirt v1.7.1 supports DLM, but a stalled migration shows no reason before v1.8.0 "
-                       "(no decentralizedMigrationBlocked condition)"),
-    ("v1.6.0", "warn", "KubeVirt v1.6.0 supports DLM, but a stalled migration shows no reason before v1.8.0 "
-                       "(no decentralizedMigrationBlocked condition)"),
+    ("v1.8.1", "pass", "KubeVirt v1.8.1 supports decentralized live migration" + FIXES_NOTE),
+    ("v1.10.0-alpha.0.12+abc", "pass", "KubeVirt v1.10.0-alpha.0.12+abc supports decentralized live migration" + FIXES_NOTE),
+    ("v1.6.0", "pass", "KubeVirt v1.6.0 supports decentralized live migration" + FIXES_NOTE),
     ("v1.5.2", "fail", "KubeVirt v1.5.2 has no decentralized live migration (it needs v1.6.0 or later)"),
     ("", "unknown", "could not verify: status.observedKubeVirtVersion is not set"),
     ("devel", "unknown", "could not verify: status.observedKubeVirtVersion is 'devel'"),
@@ -658,7 +671,7 @@ def test_evaluate_lists_every_problem_not_just_the_first(cas):
     for name in ("dlm-enabled", "kubevirt-version", "sync-address", "ca-trust", "ca-expiry", "permissions",
                  "target-namespace", "vm-running", "live-migratable", "storage-live-migratable", "no-other-migration",
                  "supported-volumes", "persistent-state", "storage-classes", "networks", "name-collisions",
-                 "mac-addresses", "referenced-objects", "copied-objects", "bundle"):
+                 "mac-addresses", "referenced-objects", "copied-objects", "bundle", "placement", "kubevirt-fixes"):
         assert name in names
     report = Report(rows=rows)
     assert report.failed

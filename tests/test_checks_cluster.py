@@ -21,7 +21,8 @@ from tests.test_trust_cluster import own_ca, untrusted  # noqa: E402,F401  (untr
 ROW_NAMES = ("dlm-enabled", "kubevirt-version", "sync-address", "ca-trust", "ca-expiry", "permissions",
              "target-namespace", "vm-running", "live-migratable", "storage-live-migratable", "no-other-migration",
              "supported-volumes", "persistent-state", "storage-classes", "networks", "name-collisions",
-             "mac-addresses", "referenced-objects", "copied-objects", "bundle", "placement")
+             "mac-addresses", "referenced-objects", "copied-objects", "bundle", "placement",
+             "kubevirt-fixes")
 
 
 def nodes_served(clusters) -> bool:
@@ -110,7 +111,9 @@ def test_everything_passes_once_trusted(untrusted, namespaces, kubevirt_sim, cli
     src, tgt = own_ca(clusters.source), own_ca(clusters.target)
     assert passed[("dlm-enabled", "cluster target (target)")][0] == \
         "KubeVirt kubevirt/kubevirt publishes synchronization address 192.0.2.20:9185"
-    assert passed[("kubevirt-version", "cluster source (source)")][0] == "KubeVirt v1.9.0 supports decentralized live migration"
+    assert passed[("kubevirt-version", "cluster source (source)")][0] == (
+        "KubeVirt v1.9.0 supports decentralized live migration (the kubevirt-fixes row says which of its known DLM bugs "
+        "matter for each VM)")
     assert passed[("sync-address", "cluster source (source)")][0] == \
         "target dials 192.0.2.10:9185: looks routable (judged by the text only; nothing was dialled)"
     assert passed[("ca-trust", "target trusts source")][0] == \
@@ -129,8 +132,8 @@ def test_everything_passes_once_trusted(untrusted, namespaces, kubevirt_sim, cli
     table = cli("check", "vm1", "--kubeconfig", clusters.kubeconfig, "--context", "source", "-n", ns,
                 "--to-context", "target")
     assert table.code == errors.OK
-    assert table.stdout.splitlines()[-1] == ("0 failed, 0 warning(s), 0 could not be verified, 27 passed" if served
-                                             else "0 failed, 0 warning(s), 1 could not be verified, 26 passed")
+    assert table.stdout.splitlines()[-1] == ("0 failed, 0 warning(s), 0 could not be verified, 28 passed" if served
+                                             else "0 failed, 0 warning(s), 1 could not be verified, 27 passed")
 
 
 def test_every_problem_on_the_target_is_listed_at_once(untrusted, namespaces, kubevirt_sim, cli):
@@ -271,10 +274,11 @@ def test_dlm_gate_off_and_an_old_kubevirt(clusters, namespaces, kubevirt_sim, cl
         "spec.configuration.developerConfiguration.disabledFeatureGates",
         "remove it from disabledFeatureGates: kubectl --context target -n kubevirt patch kubevirt kubevirt --type merge "
         "-p '{\"spec\":{\"configuration\":{\"developerConfiguration\":{\"disabledFeatureGates\":[]}}}}'")
-    assert rows(checks, "warn")[("kubevirt-version", "cluster source (source)")] == (
-        "KubeVirt v1.7.1 supports DLM, but a stalled migration shows no reason before v1.8.0 "
-        "(no decentralizedMigrationBlocked condition)",
-        "upgrade KubeVirt to v1.8.0 or later to see why a migration is blocked")
+    reason, fix = rows(checks, "warn")[("kubevirt-fixes", f"vm {ns}/vm1")]
+    assert reason.startswith("KubeVirt v1.7.1 on source: a failure on one side is not propagated to the other")
+    assert "KubeVirt v1.7.1 on source: no decentralizedMigrationBlocked condition" in reason
+    assert "on target" not in reason  # v1.9.0 there
+    assert fix == "upgrade KubeVirt on both clusters to v1.9.0 or later"
     assert rows(checks, "unknown")[("sync-address", "cluster target (target)")][0] == \
         "could not verify: no synchronization address is published (see dlm-enabled)"
 

@@ -18,8 +18,10 @@ from kubectl_dlm.checks.facts import FAIL, PASS, UNKNOWN, WARN, Check, ClusterFa
 from kubectl_dlm.model import meta
 
 FEATURE_GATE = "DecentralizedLiveMigration"
-MIN_VERSION = (1, 6, 0)  # the DLM API appears in v1.6.0
-BLOCKED_CONDITION_VERSION = (1, 8, 0)  # decentralizedMigrationBlocked / DecentralizedLiveMigrationFailure
+# Alpha up to v1.9.0 (pkg/virt-config/featuregate/active.go:315 @v1.9.0), Beta and on by default on
+# main since a64159ce8e (active.go:310 @d923fdb), so in v1.10 and main builds (v1.10.0-alpha...).
+BETA_VERSION = (1, 10, 0)
+MIN_VERSION = (1, 6, 0)  # the DLM API appears in v1.6.0; later fixes: kubevirt_fixes.FIXES
 EXPIRY_WARNING = dt.timedelta(hours=24)
 CA_CONFIGMAP = "kubevirt-ca"  # = trust.CA_CONFIGMAP
 
@@ -57,15 +59,21 @@ def check_dlm_enabled(cf: ClusterFacts, scope: str) -> Check:
                                  "spec.configuration.developerConfiguration.disabledFeatureGates",
                      f"remove it from disabledFeatureGates: {ctx} patch kubevirt {kv_name} --type merge -p "
                      f"'{_gates_patch('disabledFeatureGates', kept)}'", scope)
-    if FEATURE_GATE in gates:
-        return Check(name, FAIL, f"{where} enables {FEATURE_GATE} but status.synchronizationAddresses is empty: "
-                                 "virt-synchronization-controller has no leader or no pod IP yet",
+    version = parse_version((cf.kubevirt.get("status") or {}).get("observedKubeVirtVersion"))
+    beta = version is not None and version >= BETA_VERSION
+    if FEATURE_GATE in gates or beta:
+        # The operator publishes no address while the lease has no holder, or its pod is missing
+        # or terminating (pkg/virt-operator/resource/apply/core.go:811-843 @v1.9.0): the gate is on.
+        on = f"enables {FEATURE_GATE}" if FEATURE_GATE in gates else \
+            f"has {FEATURE_GATE} on by default (Beta on KubeVirt main and from v1.10)"
+        return Check(name, FAIL, f"{where} {on} but status.synchronizationAddresses is empty: "
+                                 "virt-synchronization-controller has no leader, or its pod is missing, terminating "
+                                 "or has no IP yet",
                      f"check it: {ctx} get deployment,lease virt-synchronization-controller", scope)
     return Check(name, FAIL, f"DLM is off: {where} has no status.synchronizationAddresses and does not enable "
                              f"{FEATURE_GATE} (KubeVirt v1.6-v1.9: Alpha, off by default)",
                  f"add {FEATURE_GATE} to spec.configuration.developerConfiguration.featureGates: {ctx} patch kubevirt "
-                 f"{kv_name} --type merge -p '{_gates_patch('featureGates', gates + [FEATURE_GATE])}' (on KubeVirt "
-                 "main the gate is Beta, on by default, unless disabledFeatureGates lists it)", scope)
+                 f"{kv_name} --type merge -p '{_gates_patch('featureGates', gates + [FEATURE_GATE])}'", scope)
 
 
 def _gates_patch(key: str, gates: List[str]) -> str:
@@ -91,12 +99,9 @@ def check_version(cf: ClusterFacts, scope: str) -> Check:
                                     f"{repr(text) if text else 'not set'}", "", scope)
     if version < MIN_VERSION:
         return Check(name, FAIL, f"KubeVirt {text} has no decentralized live migration (it needs v1.6.0 or later)",
-                     "upgrade KubeVirt to v1.6.0 or later (v1.8.0 or later recommended)", scope)
-    if version < BLOCKED_CONDITION_VERSION:
-        return Check(name, WARN, f"KubeVirt {text} supports DLM, but a stalled migration shows no reason before "
-                                 "v1.8.0 (no decentralizedMigrationBlocked condition)",
-                     "upgrade KubeVirt to v1.8.0 or later to see why a migration is blocked", scope)
-    return Check(name, PASS, f"KubeVirt {text} supports decentralized live migration", "", scope)
+                     "upgrade KubeVirt to v1.9.0 (v1.6.0 at least; see the kubevirt-fixes row)", scope)
+    return Check(name, PASS, f"KubeVirt {text} supports decentralized live migration (the kubevirt-fixes row says "
+                             "which of its known DLM bugs matter for each VM)", "", scope)
 
 
 def classify_address(address: str) -> Tuple[str, str]:

@@ -12,6 +12,7 @@ from typing import Any, List, Optional, Tuple
 from kubectl_dlm.checks.bundle_rules import check_bundle, check_collisions, check_copies, check_macs, check_referenced
 from kubectl_dlm.checks.facts import FAIL, PASS, UNKNOWN, WARN, Check, Facts, qualify
 from kubectl_dlm.errors import DlmError
+from kubectl_dlm.checks import kubevirt_fixes
 from kubectl_dlm.checks.placement_rules import check_placement
 from kubectl_dlm.model import LABEL_MIGRATION_ID, MANAGED_BY, MANAGER, Obj, Source, meta
 from kubectl_dlm.refs import References, references, template_spec
@@ -42,12 +43,34 @@ def check_vm(facts: Facts, name: str) -> List[Check]:
     rows.append(check_storage_classes(facts, vm, refs, scope))
     rows.append(check_networks(facts, refs, scope))
     rows.append(check_placement(facts, vmi, template_spec(vm), scope))
+    rows.append(check_kubevirt_fixes(facts, refs, vm_plan, scope))
     rows.append(check_collisions(facts, name, vm_plan, refs, migration_id, scope))
     rows.append(check_macs(facts, vm, vmi, migration_id, scope))
     rows.append(check_referenced(facts, refs, scope))
     rows.append(check_copies(facts, refs, migration_id, scope))
     rows.append(check_bundle(vm_plan, scope))
     return rows
+
+
+def check_kubevirt_fixes(facts: Facts, refs: References, vm_plan: Any, scope: str) -> Check:
+    """Which DLM fixes this VM and this move need, on each cluster's KubeVirt (kubevirt_fixes.FIXES)."""
+    from kubectl_dlm.checks.cluster_rules import parse_version
+
+    changes: Tuple[str, ...] = ()
+    if vm_plan is not None and not isinstance(vm_plan, DlmError):
+        changes = tuple(i.name for i in vm_plan.items if i.kind == "DataVolume"
+                        and i.context["storage"].get("source_volume_mode") not in (None, i.context["storage"]["volume_mode"]))
+    s = facts.settings
+    versions, moves = {}, {}
+    for role in ("source",) if facts.same_cluster else ("source", "target"):
+        cf = facts.clusters[role]
+        status = (cf.kubevirt or {}).get("status") or {}
+        text = status.get("observedKubeVirtVersion") or ""
+        versions[cf.label] = (text, parse_version(text))
+        ipv6 = tuple(a for a in status.get("synchronizationAddresses") or [] if a.count(":") > 1)
+        moves[cf.label] = kubevirt_fixes.Move(tuple(refs.persistent_state), changes,
+                                              s.source_namespace != s.target_namespace, ipv6)
+    return kubevirt_fixes.check_fixes(versions, moves, scope)
 
 
 def check_running(vm: Obj, vmi: Optional[Obj], scope: str, live: bool = True) -> Check:
