@@ -109,6 +109,9 @@ def summary(plan: Plan, docs: List[Document]) -> str:
     notes = [f"- {v.vm}: {p}" for v in plan.vms for p in v.prerequisites] + [f"- {v.vm}: {w}" for v in plan.vms for w in v.warnings]
     if notes:
         lines += ["", "## Prerequisites and warnings", ""] + notes
+    sizing = [f"- {v.vm}: {n}" for v in plan.vms for n in v.notes]
+    if sizing:
+        lines += ["", "## Disk sizes", ""] + sizing
     return "\n".join(lines) + "\n"
 
 

@@ -349,12 +349,49 @@ def read_source(cluster: Cluster, namespace: str, names: List[str], selector: st
 
 
 def read_target(cluster: Cluster) -> TargetInfo:
-    classes = frozenset(meta(sc).get("name") for sc in list_objects(cluster, "StorageClass"))
+    storage_classes = list_objects(cluster, "StorageClass")
+    classes = frozenset(meta(sc).get("name") for sc in storage_classes)
     kubevirts = list_objects(cluster, "KubeVirt")
     addresses: tuple = ()
     if kubevirts:
         addresses = tuple((kubevirts[0].get("status") or {}).get("synchronizationAddresses") or ())
-    return TargetInfo(storage_classes=classes, sync_addresses=addresses, kubevirt_found=bool(kubevirts))
+    overhead, per_class, cdi_error = read_cdi_overhead(cluster)
+    return TargetInfo(storage_classes=classes, sync_addresses=addresses, kubevirt_found=bool(kubevirts),
+                      default_storage_class=default_storage_class(storage_classes), fs_overhead_global=overhead,
+                      fs_overhead_classes=per_class, cdi_error=cdi_error)
+
+
+DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
+
+
+def default_storage_class(classes: List[Obj]) -> Optional[str]:
+    """The class CDI falls back to: the newest default one, then by name (CDI pkg/controller/common/util.go:600-625)."""
+    defaults = [c for c in classes if (meta(c).get("annotations") or {}).get(DEFAULT_CLASS_ANNOTATION) == "true"]
+    defaults.sort(key=lambda c: meta(c).get("name", ""))
+    defaults.sort(key=lambda c: meta(c).get("creationTimestamp", ""), reverse=True)
+    return meta(defaults[0]).get("name") if defaults else None
+
+
+def read_cdi_overhead(cluster: Cluster):
+    """(global, ((class, overhead), ...), "" or why not) from CDIConfig `config` status.filesystemOverhead,
+    which CDI's importer reads (CDI pkg/controller/common/util.go:628-675). Unreachable: raised."""
+    try:
+        config = get(cluster, "CDIConfig", None, "config")
+    except ClusterError as exc:
+        if exc.message.startswith("cannot reach"):
+            raise
+        return None, (), exc.message
+    except DlmError as exc:
+        return None, (), exc.message
+    if config is None:
+        return None, (), f"no CDIConfig config on {cluster.describe()}"
+    overhead = (config.get("status") or {}).get("filesystemOverhead") or {}
+    try:
+        per_class = tuple(sorted((k, float(v)) for k, v in (overhead.get("storageClass") or {}).items()))
+        return (float(overhead["global"]) if overhead.get("global") is not None else None), per_class, \
+            ("" if overhead.get("global") is not None else "CDIConfig config has no status.filesystemOverhead.global yet")
+    except ValueError:
+        return None, (), f"CDIConfig config has an unreadable status.filesystemOverhead: {overhead}"
 
 
 # --- small generic helpers (check, trust) ------------------------------------------------------

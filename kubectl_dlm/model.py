@@ -23,6 +23,7 @@ KINDS: Dict[str, Tuple[str, str, str, bool]] = {
     "StorageClass": ("storage.k8s.io", "v1", "storageclasses", False),
     "Namespace": ("", "v1", "namespaces", False),
     "Node": ("", "v1", "nodes", False),
+    "CDIConfig": ("cdi.kubevirt.io", "v1beta1", "cdiconfigs", False),
     "NetworkAttachmentDefinition": ("k8s.cni.cncf.io", "v1", "network-attachment-definitions", True),
 }
 
@@ -41,6 +42,9 @@ ANN_SOURCE_CLUSTER = f"{PREFIX}/source-cluster"
 ANN_PHASE = f"{PREFIX}/phase"
 ANN_SIDE = f"{PREFIX}/side"
 ANN_COPY_OF = f"{PREFIX}/copy-of"
+
+# CDI's default filesystemOverhead.global since CDI v1.64.0 (pkg/common/common.go:226, DefaultGlobalOverhead).
+CDI_DEFAULT_OVERHEAD = 0.06
 
 SECRET_MODES = ("include", "omit", "reference")
 # Objects copied from the source rather than made for one VM: shared by the VMs of a namespace,
@@ -92,6 +96,11 @@ class TargetInfo:
     storage_classes: Optional[frozenset] = None
     sync_addresses: Tuple[str, ...] = ()
     kubevirt_found: bool = False
+    default_storage_class: Optional[str] = None
+    # CDIConfig status.filesystemOverhead: global and per storage class (None: not read, why in cdi_error)
+    fs_overhead_global: Optional[float] = None
+    fs_overhead_classes: Tuple[Tuple[str, float], ...] = ()
+    cdi_error: str = "the target cluster was not contacted"
 
 
 @dataclass(frozen=True)
@@ -113,7 +122,7 @@ class Settings:
     migration_id: Optional[str] = None
     connect_url: Optional[str] = None
     secrets: str = "include"
-    fs_overhead: float = 0.055  # CDI's default filesystemOverhead.global
+    fs_overhead: Optional[float] = None  # --fs-overhead; None: the target CDIConfig's, else CDI_DEFAULT_OVERHEAD
 
 
 @dataclass(frozen=True)
@@ -151,6 +160,7 @@ class VMPlan:
     secret_refs: List[SecretRef] = field(default_factory=list)
     prerequisites: List[str] = field(default_factory=list)
     warnings: List[str] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)  # how something was decided (disk sizes), for the summary
     connect_url: Optional[str] = None
 
 

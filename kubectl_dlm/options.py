@@ -55,8 +55,9 @@ mapping_options = _compose(
     click.option("--connect-url", metavar="HOST:PORT",
                  help="Target synchronization address: host:port, [v6]:port or dns:///host:port "
                       "(default: the target migration's, read live from the target)."),
-    click.option("--fs-overhead", type=click.FloatRange(0, 0.5, max_open=True), default=0.055, show_default=True,
-                 metavar="FRACTION", help="Filesystem overhead of the target's CDI, for Block disks landing on Filesystem."),
+    click.option("--fs-overhead", type=click.FloatRange(0, 0.45), default=None, metavar="FRACTION",
+                 help="Filesystem overhead of the target's CDI, for Block disks landing on Filesystem "
+                      "(default: the target CDIConfig's status.filesystemOverhead, else CDI's default 0.06)."),
     click.option("--secrets", type=click.Choice(SECRET_MODES), default=None,
                  help="Secret data in the bundle: include (stdout default), reference or omit (--output-dir default: reference)."),
 )

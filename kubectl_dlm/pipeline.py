@@ -40,7 +40,7 @@ class Request:
     migration_id: Optional[str] = None
     connect_url: Optional[str] = None
     secrets: str = "include"
-    fs_overhead: float = 0.055
+    fs_overhead: Optional[float] = None
     template_dir: Optional[Path] = None
 
     @classmethod

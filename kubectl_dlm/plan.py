@@ -14,6 +14,7 @@ from kubectl_dlm import clean, quantity
 from kubectl_dlm.errors import NotFound, Refused, UsageError
 from kubectl_dlm.model import (
     ANN_PHASE,
+    CDI_DEFAULT_OVERHEAD,
     COPIED_KINDS,
     ANN_SIDE,
     ANN_SOURCE,
@@ -88,6 +89,7 @@ def plan_vm(source: Source, name: str, settings: Settings, target: TargetInfo, b
     out.prerequisites.extend(prerequisites)
     disks = [plan_datavolume(source, vm, claim, ctx, target) for claim in refs.claims]
     out.items.extend(disks)
+    out.notes.extend(d.context["storage"]["sizing"] for d in disks if d.context["storage"]["sizing"])
     out.items.append(plan_target_vm(vm, vmi, ctx, refs, {d.name: d.context["storage"] for d in disks}))
     out.items.append(ctx.item("receive", "VirtualMachineInstanceMigration", f"{name}-receive-{migration_id[:8]}",
                               "vmim-receive.yaml.j2", ctx.source_ref(ns, name), {"vmi_name": name, "migration_id": migration_id}))
@@ -363,15 +365,45 @@ def plan_datavolume(source: Source, vm: Obj, claim: Claim, ctx: _Ctx, target: Ta
         )
     target_mode = mapping.volume_mode or volume_mode
     target_access = list(mapping.access_modes) if mapping.access_modes else access_modes
+    sizing = ""
     if volume_mode == "Block" and target_mode == "Filesystem":
-        # A Filesystem claim keeps CDI's filesystem overhead for the file system: a Block disk
-        # needs a larger claim to hold an image of its full size.
-        size = quantity.mebibytes(int(quantity.to_bytes(size) / (1 - settings.fs_overhead)) + 1)
+        overhead, where = filesystem_overhead(settings, target, mapping.storage_class)
+        source_size, size = size, filesystem_size(quantity.to_bytes(size), overhead)
+        sizing = (f"disk {map_claim(claim.claim, settings)}: Block {source_size} onto Filesystem, requested as {size} "
+                  f"with filesystem overhead {overhead:g} ({where})")
     storage = {"size": size, "volume_mode": target_mode, "source_volume_mode": volume_mode,
-               "access_modes": target_access, "storage_class": mapping.storage_class}
+               "access_modes": target_access, "storage_class": mapping.storage_class, "sizing": sizing}
     name = map_claim(claim.claim, settings)
     return ctx.item("prepare", "DataVolume", name, "datavolume.yaml.j2", ctx.source_ref(ns, pvc_name),
                     {"storage": storage, "volume": claim.volume})
+
+
+def filesystem_overhead(settings: Settings, target: TargetInfo, storage_class: Optional[str]) -> Tuple[float, str]:
+    """(overhead, where it came from): --fs-overhead, else the target CDIConfig's value for the class
+    (per class, else global; CDI pkg/controller/common/util.go:628-675), else CDI's default."""
+    if settings.fs_overhead is not None:
+        return settings.fs_overhead, "--fs-overhead"
+    if target.fs_overhead_global is not None:
+        klass = storage_class or target.default_storage_class
+        per_class = dict(target.fs_overhead_classes)
+        if klass in per_class:
+            return per_class[klass], f"the target CDIConfig's status.filesystemOverhead.storageClass[{klass}]"
+        return target.fs_overhead_global, "the target CDIConfig's status.filesystemOverhead.global"
+    return CDI_DEFAULT_OVERHEAD, f"CDI's default since v1.64.0; the target CDIConfig was not read: {target.cdi_error}"
+
+
+def filesystem_size(source_bytes: int, overhead: float) -> str:
+    """The DataVolume size of a Filesystem disk whose blank image must hold `source_bytes`.
+
+    CDI inflates a Filesystem `storage` request by (1 + overhead) (GetRequiredSpace, via
+    InflateSizeWithOverhead, CDI pkg/controller/common/util.go:1572-1590) and makes the blank image
+    the available space divided by (1 + overhead) (GetUsableSpace, cmd/cdi-importer/importer.go:342-356),
+    so the two cancel: the image is the request minus what the file system itself takes (statfs
+    Bavail: metadata, the journal, reserved blocks). That takes more than the overhead on small
+    disks (ext4's journal is a fixed 16-64 MiB; KubeVirt's own DLM e2e needed 564Mi for a 512Mi Block
+    disk), so twice the overhead is kept free: 512Mi at 0.06 -> 582Mi.
+    """
+    return quantity.mebibytes(int(source_bytes / (1 - min(2 * overhead, 0.9))) + 1)
 
 
 def _dv_template(vm: Obj, name: str) -> Optional[Obj]:

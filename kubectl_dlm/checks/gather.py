@@ -114,8 +114,11 @@ def _gather_target(facts: Facts, cluster: Any, refs: Dict[str, Optional[Referenc
     cf = facts.clusters["target"]
     classes, classes_error = _attempt(kube.list_objects, cluster, "StorageClass")
     addresses = tuple(((cf.kubevirt or {}).get("status") or {}).get("synchronizationAddresses") or ())
+    overhead, per_class, cdi_error = kube.read_cdi_overhead(cluster)
     facts.target = TargetInfo(storage_classes=None if classes is None else frozenset(meta(c).get("name") for c in classes),
-                              sync_addresses=addresses, kubevirt_found=cf.kubevirt is not None)
+                              sync_addresses=addresses, kubevirt_found=cf.kubevirt is not None,
+                              default_storage_class=kube.default_storage_class(classes or []),
+                              fs_overhead_global=overhead, fs_overhead_classes=per_class, cdi_error=cdi_error)
     if classes_error:
         facts.lookup_errors["StorageClass"] = classes_error
     namespace, facts.namespace_error = _attempt(kube.get, cluster, "Namespace", None, tns)

@@ -71,6 +71,8 @@ def render(example, phases, side, output_dir, overwrite, **flags) -> None:
             _note(f"warning: {vm.vm}: {warning}")
         for prerequisite in vm.prerequisites:
             _note(f"note: {vm.vm} needs {prerequisite}")
+        for note in vm.notes:
+            _note(f"note: {vm.vm}: {note}")
     if output_dir is not None:
         bundle.write_tree(bundle.tree(result.plan, result.docs), output_dir, overwrite)
         _note(f"wrote {len(result.docs)} objects for {len(result.plan.vms)} VM(s) to {output_dir}/ "
