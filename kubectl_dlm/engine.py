@@ -1,7 +1,7 @@
 """Carry out rendered bundles on the two clusters, in order, and follow them to the end.
 
-Per VM the steps are: prepare (server-side apply on the target) -> wait until the receiving VMI
-is WaitingForSync -> receive (target VMIM) -> send (source VMIM, with the connect URL from the
+Per VM the steps are: prepare (server-side apply on the target, the receiving VM last, once every
+blank DataVolume is ready: disks.py) -> wait until the receiving VMI is WaitingForSync -> receive (target VMIM) -> send (source VMIM, with the connect URL from the
 target) -> follow until both sides are final. Every step is idempotent: a re-run finds its own
 objects by their labels and carries on where the migration is; it never creates a second VMIM.
 Everything the engine learns comes from watches (watcher.py), none from polling loops.
@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
-from kubectl_dlm import follow, kube
+from kubectl_dlm import disks, follow, kube
 from kubectl_dlm.errors import Conflict, DlmError
 from kubectl_dlm.model import (
     COPIED_KINDS, LABEL_MIGRATION_ID, LABEL_VM, MANAGED_BY, MANAGER, Obj, Settings, meta,
@@ -33,7 +33,7 @@ class Run:
     docs: Dict[str, List[Obj]]  # phase -> objects in apply order
     connect_url: Optional[str]
     make_send: Optional[Callable[[str], Obj]] = None  # builds the source VMIM once the URL is known
-    step: str = "prepare"  # prepare -> wait-receiver -> receive -> send -> follow -> done
+    step: str = "prepare"  # prepare -> wait-disks -> wait-receiver -> receive -> send -> follow -> done
     view: follow.View = field(default_factory=follow.View)
     outcome: Optional[str] = None
     message: str = ""
@@ -42,6 +42,9 @@ class Run:
     sent_at: Optional[float] = None
     phase_since: Dict[str, float] = field(default_factory=dict)
     last_phases: tuple = ("", "")
+    disks: Dict[str, Optional[Obj]] = field(default_factory=dict)  # blank DataVolumes, as last seen
+    disks_since: float = 0.0
+    disks_noticed: bool = False
 
 
 class Engine:
@@ -79,9 +82,11 @@ class Engine:
                                "remove or rename that claim, or map the claim name with --claim-map")
         return kube.apply(cluster, obj, dry_run=self.dry_run)
 
-    def _apply_phase(self, run: Run, phase: str) -> None:
+    def _apply_phase(self, run: Run, phase: str, only: Optional[Callable[[Obj], bool]] = None) -> None:
         cluster = self.source if phase == "send" else self.target
         for obj in run.docs.get(phase, []):
+            if only is not None and not only(obj):
+                continue
             self.apply_owned(cluster, obj, run)
             self.reporter.event(run.vm, f"{'checked' if self.dry_run else 'applied'} {obj['kind']} "
                                         f"{meta(obj).get('namespace')}/{meta(obj)['name']} on {cluster.context}")
@@ -93,6 +98,7 @@ class Engine:
         ns_src, ns_tgt = self.settings.source_namespace, self.settings.target_namespace
         specs = [(self.target, "VirtualMachineInstance", ns_tgt, "target/vmi", ""),
                  (self.target, "VirtualMachine", ns_tgt, "target/vm", selector),
+                 (self.target, "DataVolume", ns_tgt, "target/dv", selector),
                  (self.target, "VirtualMachineInstanceMigration", ns_tgt, "target/vmim", selector),
                  (self.source, "VirtualMachineInstanceMigration", ns_src, "source/vmim", selector)]
         for cluster, kind, ns, tag, sel in specs:
@@ -109,7 +115,9 @@ class Engine:
             self.reporter.notice(event.message)
             return
         for run in runs:
-            if event.tag in ("target/vmi", "target/vm"):
+            if event.tag == "target/dv":
+                self._observe_disks(run, event)
+            elif event.tag in ("target/vmi", "target/vm"):
                 self._observe_named(run, event, "target_vmi" if event.tag == "target/vmi" else "target_vm")
             else:
                 self._observe_vmim(run, event, "source" if event.tag.startswith("source") else "target")
@@ -121,6 +129,15 @@ class Engine:
             setattr(run.view, attr, mine[0] if mine else None)
         elif mine:
             setattr(run.view, attr, None if event.type == "DELETED" else mine[0])
+
+    def _observe_disks(self, run: Run, event: Event) -> None:
+        mine = {meta(o).get("name"): o for o in event.objects
+                if (meta(o).get("labels") or {}).get(LABEL_MIGRATION_ID) == run.migration_id}
+        if event.type == "LIST":
+            run.disks = {name: mine.get(name) for name in _disk_names(run)}
+        for name, obj in mine.items():
+            if name in _disk_names(run):
+                run.disks[name] = None if event.type == "DELETED" else obj
 
     def _observe_vmim(self, run: Run, event: Event, side: str) -> None:
         mine = [o for o in event.objects if (meta(o).get("labels") or {}).get(LABEL_MIGRATION_ID) == run.migration_id
@@ -141,7 +158,22 @@ class Engine:
 
     def _advance(self, run: Run, now: float) -> None:
         if run.step == "prepare":
-            self._apply_phase(run, "prepare")
+            self._apply_phase(run, "prepare", only=lambda o: o["kind"] != "VirtualMachine")
+            run.step, run.disks_since = "wait-disks", now
+        if run.step == "wait-disks":
+            verdict = disks.assess(_disk_names(run), run.disks)
+            if verdict.failed:
+                self._finish(run, follow.FAILED, f"{verdict.failed}; the receiving VM was not created",
+                             "see `kubectl describe dv` on the target; the source VM keeps running; "
+                             f"`kubectl dlm cleanup {run.vm}` removes the blank disks")
+                return
+            if not verdict.ready:
+                if not run.disks_noticed and now - run.disks_since > disks.STALL_NOTICE:
+                    run.disks_noticed = True
+                    self.reporter.notice(f"{run.vm}: still waiting for target disk(s) after "
+                                         f"{int(now - run.disks_since)}s: {'; '.join(verdict.waiting)}")
+                return
+            self._apply_phase(run, "prepare", only=lambda o: o["kind"] == "VirtualMachine")
             run.step = "wait-receiver"
         if run.step == "wait-receiver":
             vmi_phase = follow.phase(run.view.target_vmi)
@@ -230,7 +262,9 @@ class Engine:
                         active.remove(run)
                 if deadline and now > deadline:
                     for run in active + waiting:
-                        self._finish(run, follow.TIMED_OUT, f"--timeout of {int(self.timeout)}s reached",
+                        stuck = disks.assess(_disk_names(run), run.disks).waiting if run.step == "wait-disks" else []
+                        self._finish(run, follow.TIMED_OUT, f"--timeout of {int(self.timeout)}s reached"
+                                     + (f" waiting for target disk(s): {'; '.join(stuck)}" if stuck else ""),
                                      f"the migration was left as it is: `kubectl dlm status {run.vm} --watch` "
                                      f"to keep following, `kubectl dlm cancel {run.vm}` to stop it")
                     break
@@ -238,3 +272,7 @@ class Engine:
             self.stop()
         return runs
 
+
+def _disk_names(run: Run) -> List[str]:
+    """The blank DataVolumes this run creates (prepare phase)."""
+    return [meta(o)["name"] for o in run.docs.get("prepare", []) if o.get("kind") == "DataVolume"]

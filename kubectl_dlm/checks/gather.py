@@ -209,7 +209,8 @@ def required_access(facts: Facts, refs: Dict[str, Optional[References]]) -> Dict
               Access("watch", "virtualmachines", kv, tns), Access("watch", "virtualmachineinstances", kv, tns),
               Access("patch", "virtualmachineinstancemigrations", kv, tns),
               Access("delete", "virtualmachineinstancemigrations", kv, tns),
-              Access("patch", "datavolumes", cdi, tns), Access("list", "persistentvolumeclaims", "", tns)]
+              Access("patch", "datavolumes", cdi, tns), Access("watch", "datavolumes", cdi, tns),
+              Access("list", "persistentvolumeclaims", "", tns)]
     if any(r.secrets for r in used):
         source.append(Access("get", "secrets", "", sns))
         if s.secrets == "include":

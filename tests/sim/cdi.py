@@ -2,7 +2,8 @@
 
 Every DataVolume gets a PVC of the same name; every Pending PVC is bound at its requested size
 (a dynamic provisioner with Immediate binding); the DataVolume then reports Succeeded, 100.0%.
-The import itself (http, registry, blank, clone) is not simulated: it always succeeds at once.
+The import itself (http, registry, blank, clone) is not simulated: it succeeds at once, unless
+Faults.hold_disks / fail_disks make the DataVolumes of a namespace stay importing or fail.
 """
 from __future__ import annotations
 
@@ -49,6 +50,13 @@ class CDI(Controller):
             return
         if dig(pvc, "status", "phase") != "Bound":
             return  # the binder will get to it; its event brings us back
+        fault = self.sim.faults.disk_faults.get((self.cluster.name, ns))
+        if fault == "hold":  # an import that does not finish (a slow or stuck importer pod)
+            self._status(dv, "ImportInProgress", "10.00%", bound=True)
+            return
+        if fault == "fail":  # what CDI reports when the importer pod keeps failing
+            self._status(dv, "Failed", "N/A", bound=True, failure="Unable to process data: blank image: no space left")
+            return
         self._status(dv, "Succeeded", "100.0%", bound=True)
 
     def _pvc_for(self, dv: dict) -> dict:
@@ -66,7 +74,7 @@ class CDI(Controller):
                              "ownerReferences": [owner_ref(dv)]},
                 "spec": spec}
 
-    def _status(self, dv: dict, phase: str, progress: str, bound: bool) -> None:
+    def _status(self, dv: dict, phase: str, progress: str, bound: bool, failure: str = "") -> None:
         st = dv.get("status") or {}
         if st.get("phase") == phase and st.get("claimName") == dv["metadata"]["name"]:
             return
@@ -82,6 +90,7 @@ class CDI(Controller):
                 cond("Bound", "True" if bound else "False", "Bound" if bound else "Pending",
                      f"PVC {dv['metadata']['name']} Bound" if bound else "PVC Pending"),
                 cond("Ready", "True" if done else "False", "" if done else "TransferRunning"),
+                cond("Running", "False", "Error", failure) if failure else
                 cond("Running", "False", "Completed" if done else "Pending"),
             ]}
         self.cluster.replace_status("dv", dv, MGR_CDI)

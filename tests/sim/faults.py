@@ -33,6 +33,17 @@ class Faults:
         self.sync_blocked: dict[str, str] = {}
         self.ca_overlap_elapsed: dict[str, bool] = {}
         self._saved_dev_config: dict[str, dict] = {}
+        self.disk_faults: dict[tuple[str, str], str] = {}  # (cluster, namespace) -> "hold" | "fail" (cdi.py)
+
+    # ---- CDI ----
+
+    def hold_disks(self, cluster: str, namespace: str) -> None:
+        """New DataVolumes in the namespace stay ImportInProgress."""
+        self.disk_faults[(cluster, namespace)] = "hold"
+
+    def fail_disks(self, cluster: str, namespace: str) -> None:
+        """New DataVolumes in the namespace end Failed, with the Running condition CDI gives."""
+        self.disk_faults[(cluster, namespace)] = "fail"
 
     # ---- transfer ----
 
