@@ -16,7 +16,7 @@ def test_an_import_that_does_not_finish_keeps_the_receiver_uncreated(namespaces,
     code, out, err = dlm("migrate", "vm1", "--context", "source", "-n", src, "--to-namespace", dst,
                          "--timeout", "15", "-o", "plain")
     assert code == errors.TIMED_OUT, out + err
-    assert "waiting for target disk(s): vm1-disk (ImportInProgress; " in out
+    assert "waiting for target disk(s): vm1-disk (ImportInProgress; " in out + err
     assert kubevirt_sim.get("source", "dv", dst, "vm1-disk")["status"]["phase"] == "ImportInProgress"
     assert kubevirt_sim.get("source", "vm", dst, "vm1") is None  # the receiving VM was never created
     assert not kubevirt_sim.clusters["source"].stores["vmim"].list(src)  # nothing sent
@@ -31,6 +31,6 @@ def test_a_failed_import_fails_the_migration_with_cdis_condition(namespaces, kub
                          "--timeout", "60", "-o", "plain")
     assert code == errors.FAILED, out + err
     assert ("DataVolume vm1-disk failed (Running: Error: Unable to process data: blank image: no space left); "
-            "the receiving VM was not created") in out
+            "the receiving VM was not created") in err
     assert kubevirt_sim.get("source", "vm", dst, "vm1") is None
     assert kubevirt_sim.get("source", "vmi", src, "vm1")["status"]["phase"] == "Running"
