@@ -18,8 +18,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-# Admission plugins that call webhooks or need policy objects the mini server does not serve.
-_DISABLED_ADMISSION = "MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy,MutatingAdmissionPolicy"
+# Admission plugins that need policy objects the mini server does not serve. The webhook plugins
+# stay on: they call whatever Mutating/ValidatingWebhookConfigurations a test stores (none by default).
+_DISABLED_ADMISSION = "ValidatingAdmissionPolicy,MutatingAdmissionPolicy"
 
 
 def free_port() -> int:
@@ -63,7 +64,7 @@ def _die_with_parent() -> None:
 class ApiError(Exception):
     def __init__(self, status: int, body: str):
         super().__init__(f"HTTP {status}: {body[:500]}")
-        self.status = status
+        self.status, self.body = status, body
 
 
 class ApiServer:

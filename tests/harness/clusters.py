@@ -6,6 +6,12 @@
 
 Without a built server the tests using these skip with one line saying how to build it; with
 CI=true they fail instead. Each cluster looks like one with KubeVirt (DLM gate on) and CDI.
+
+The API server runs the admission webhook plugins: a test may register webhooks (see
+test_admission.py). A webhook named by a Service is reached through the EndpointSlice labelled
+kubernetes.io/service-name=<service> in the Service's namespace (kube-apiserver with
+--enable-aggregator-routing), so publish one with the loopback address and port of the webhook
+server; the Service's port name must equal the slice's port name. Delete the configurations after.
 """
 from __future__ import annotations
 

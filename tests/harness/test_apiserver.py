@@ -160,7 +160,8 @@ def test_kubectl_get_short_names(clusters, namespaces, kubectl):
     client.CustomObjectsApi(clusters.source.api_client()).create_namespaced_custom_object(*VM[:2], ns, VM[2], vm("a", ns))
     assert kubectl("get", "vm", "-n", ns, "-o", "name").stdout.split() == ["virtualmachine.kubevirt.io/a"]
     for short in ("vm", "vmi", "vmim", "kv", "dv", "vmf", "vmp", "vmcf", "vmcp", "net-attach-def", "sc", "pvc",
-                  "controllerrevisions", "po", "ev"):
+                  "controllerrevisions", "po", "ev", "no", "ep", "sa", "quota", "limits", "pv", "pdb", "ing",
+                  "leases", "endpointslices", "mutatingwebhookconfigurations", "validatingwebhookconfigurations"):
         kubectl("get", short, "-A")
     assert "kubevirt   " in kubectl("get", "kv", "-n", KUBEVIRT_NS).stdout
     assert kubectl("auth", "can-i", "create", "vm").stdout.strip() == "yes"
@@ -226,3 +227,64 @@ def test_namespaces_are_fresh_and_cleaned_up(clusters, namespaces):
 def test_version(source_api):
     # kubectl and the Python client (which asks for "/version/") both get a parseable version
     assert client.VersionApi(source_api).get_code().git_version.startswith("v1.")
+
+
+def test_pod_binding_binds_once(source_api, namespaces):
+    """pods/binding as Kubernetes' BindingREST: sets spec.nodeName and PodScheduled, then conflicts."""
+    ns = namespaces()
+    core = client.CoreV1Api(source_api)
+    core.create_namespaced_pod(ns, {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "x"}]}})
+
+    def bind(node: str, pod: str = "p", legacy: bool = False):
+        body = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": pod},
+                "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
+        if legacy:  # the older /bindings collection the same code serves
+            return core.create_namespaced_binding(ns, body, _preload_content=False)
+        return core.create_namespaced_pod_binding(pod, ns, body, _preload_content=False)
+    assert bind("node-a").status == 201
+    pod = core.read_namespaced_pod("p", ns)
+    assert pod.spec.node_name == "node-a"
+    assert [(c.type, c.status) for c in pod.status.conditions] == [("PodScheduled", "True")]
+    with pytest.raises(ApiException) as e:
+        bind("node-b")
+    assert e.value.status == 409 and 'pod p is already assigned to node \\"node-a\\"' in e.value.body
+    with pytest.raises(ApiException) as e:
+        bind("node-b", legacy=True)
+    assert e.value.status == 409
+    assert core.read_namespaced_pod("p", ns).spec.node_name == "node-a"
+    with pytest.raises(ApiException) as e:
+        bind("node-a", pod="missing")
+    assert e.value.status == 404
+
+
+def test_kubevirt_infrastructure_kinds_are_served(source_api, namespaces):
+    """Kinds KubeVirt's controllers watch and write: create, get, and watch from a list's resourceVersion."""
+    ns = namespaces()
+    coord, core, disc = client.CoordinationV1Api(source_api), client.CoreV1Api(source_api), client.DiscoveryV1Api(source_api)
+    node = f"node-{ns}"
+    coord.create_namespaced_lease(ns, {"metadata": {"name": "virt-controller"}, "spec": {"holderIdentity": "a"}})
+    core.create_node({"metadata": {"name": node, "labels": {"kubevirt.io/schedulable": "true"}}})
+    try:
+        disc.create_namespaced_endpoint_slice(ns, {"metadata": {"name": "s-1", "labels": {"kubernetes.io/service-name": "s"}},
+                                                   "addressType": "IPv4", "endpoints": [{"addresses": ["127.0.0.1"]}]})
+        assert coord.read_namespaced_lease("virt-controller", ns).spec.holder_identity == "a"
+        assert core.read_node(node).metadata.labels == {"kubevirt.io/schedulable": "true"}
+        assert disc.read_namespaced_endpoint_slice("s-1", ns).endpoints[0].addresses == ["127.0.0.1"]
+        # node status is a subresource, as on a real cluster
+        core.patch_node_status(node, {"status": {"allocatable": {"devices.kubevirt.io/kvm": "1k"}}})
+        core.patch_node(node, {"status": {"allocatable": {"cpu": "1"}}})
+        assert core.read_node(node).status.allocatable == {"devices.kubevirt.io/kvm": "1k"}
+        for list_fn, args, change in (
+                (coord.list_namespaced_lease, (ns,),
+                 lambda: coord.patch_namespaced_lease("virt-controller", ns, {"spec": {"holderIdentity": "b"}})),
+                (core.list_node, (), lambda: core.patch_node(node, {"metadata": {"labels": {"x": "y"}}})),
+                (disc.list_namespaced_endpoint_slice, (ns,),
+                 lambda: disc.delete_namespaced_endpoint_slice("s-1", ns))):
+            rv = list_fn(*args).metadata.resource_version
+            change()
+            events = watch.Watch().stream(list_fn, *args, resource_version=rv, timeout_seconds=5)
+            ev = next(events)
+            assert ev["type"] in ("MODIFIED", "DELETED"), ev["type"]
+            events.close()
+    finally:
+        core.delete_node(node)

@@ -1,9 +1,9 @@
 """virt-api's admission webhooks (§3), played after the fact.
 
-The test API server calls no webhooks, so a request a real cluster would deny is stored anyway. The
-simulator sees it on its watch, records the denial it would have got as a *violation* (the test
-fails unless it declared it expected) and treats the object as never admitted: no controller acts
-on it. Mutations (VMIM label and finalizer, VM firmware UUID/serial) are written right after create.
+The test API server calls only webhooks that are registered, and virt-api's are not, so a request a
+real cluster would deny is stored anyway. The simulator sees it on its watch, records the denial it
+would have got as a *violation* (the test fails unless it declared it expected) and treats the
+object as never admitted: no controller acts on it. Mutations (VMIM label and finalizer, VM firmware UUID/serial) are written right after create.
 That extra write is the one visible difference: generation and managedFields of a mutated VM show
 a second writer, `virt-api`.
 """

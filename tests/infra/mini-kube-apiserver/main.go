@@ -7,20 +7,29 @@
 //   - CRD server: the unmodified upstream apiextensions-apiserver. It gives real CRD serving,
 //     server-side apply with managedFields and conflicts, watch with resourceVersions, bookmarks
 //     and 410 Gone, the status subresource, dry-run, structural-schema validation and OpenAPI.
-//   - front server: a second generic apiserver that serves the few built-in kinds tests need
-//     (table `kinds`) from etcd with the real k8s.io/api types, but no validation or defaulting.
+//   - front server: a second generic apiserver that serves the built-in kinds tests and
+//     KubeVirt's components need (table `kinds`; pods/binding as the scheduler uses it) from etcd
+//     with the real k8s.io/api types, but no validation and only a few defaults (`Canonicalize`).
 //     It also serves merged discovery and OpenAPI, so clients see one cluster.
+//   - admission: the upstream MutatingAdmissionWebhook and ValidatingAdmissionWebhook plugins of
+//     k8s.io/apiserver run for both servers, configured by the Mutating/ValidatingWebhook-
+//     Configuration objects stored here, exactly as in kube-apiserver: a denied object is never
+//     stored, a dry-run is judged, mutations are applied. A webhook named by a Service is reached
+//     through the Service's EndpointSlices (kube-apiserver --enable-aggregator-routing), so it
+//     can listen on loopback. With no configurations (the default) nothing is called.
 //
-// Tests only: there are no controllers, no RBAC (use a system:masters client certificate) and
-// no admission webhooks. Built by tests/infra/build.sh.
+// Tests only: there are no controllers and no RBAC (use a system:masters client certificate;
+// (Self)SubjectAccessReviews allow only that group). Built by tests/infra/build.sh.
 package main
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"reflect"
 	"slices"
@@ -28,22 +37,32 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	noopoteltrace "go.opentelemetry.io/otel/trace/noop"
+	admissionregv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	authzv1 "k8s.io/api/authorization/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	extensionsapiserver "k8s.io/apiextensions-apiserver/pkg/apiserver"
 	"k8s.io/apiextensions-apiserver/pkg/cmd/server/options"
 	generatedopenapi "k8s.io/apiextensions-apiserver/pkg/generated/openapi"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metainternalversion "k8s.io/apimachinery/pkg/apis/meta/internalversion"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/conversion"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apimachinery/pkg/version"
+	"k8s.io/apiserver/pkg/admission"
+	webhookinit "k8s.io/apiserver/pkg/admission/plugin/webhook/initializer"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/endpoints/discovery/aggregated"
 	openapinamer "k8s.io/apiserver/pkg/endpoints/openapi"
@@ -53,10 +72,16 @@ import (
 	"k8s.io/apiserver/pkg/registry/rest"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	genericoptions "k8s.io/apiserver/pkg/server/options"
+	"k8s.io/apiserver/pkg/storage"
+	storeerr "k8s.io/apiserver/pkg/storage/errors"
 	"k8s.io/apiserver/pkg/storage/names"
+	"k8s.io/apiserver/pkg/util/dryrun"
 	utilopenapi "k8s.io/apiserver/pkg/util/openapi"
+	"k8s.io/apiserver/pkg/util/proxy"
+	"k8s.io/apiserver/pkg/util/webhook"
 	"k8s.io/client-go/kubernetes"
 	kscheme "k8s.io/client-go/kubernetes/scheme"
+	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/component-base/cli"
 	"k8s.io/klog/v2"
@@ -64,6 +89,7 @@ import (
 	"k8s.io/kube-openapi/pkg/common"
 	"k8s.io/kube-openapi/pkg/spec3"
 	"k8s.io/kube-openapi/pkg/validation/spec"
+	"k8s.io/utils/ptr"
 )
 
 // kindInfo is one built-in resource served by the front server. Adding a kind is one line.
@@ -87,6 +113,21 @@ var kinds = []kindInfo{
 	{storagev1.SchemeGroupVersion, "storageclasses", &storagev1.StorageClass{}, &storagev1.StorageClassList{}, false, false, []string{"sc"}},
 	// KubeVirt keeps instancetype/preference revisions as ControllerRevisions.
 	{appsv1.SchemeGroupVersion, "controllerrevisions", &appsv1.ControllerRevision{}, &appsv1.ControllerRevisionList{}, true, false, nil},
+	// What KubeVirt's virt-controller, virt-api and synchronization-controller list, watch or write
+	// (kubevirt v1.9.0 pkg/controller/virtinformers.go, pkg/virt-controller/watch/application.go:385-463).
+	{corev1.SchemeGroupVersion, "nodes", &corev1.Node{}, &corev1.NodeList{}, false, true, []string{"no"}},
+	{corev1.SchemeGroupVersion, "endpoints", &corev1.Endpoints{}, &corev1.EndpointsList{}, true, false, []string{"ep"}},
+	{corev1.SchemeGroupVersion, "serviceaccounts", &corev1.ServiceAccount{}, &corev1.ServiceAccountList{}, true, false, []string{"sa"}},
+	{corev1.SchemeGroupVersion, "resourcequotas", &corev1.ResourceQuota{}, &corev1.ResourceQuotaList{}, true, true, []string{"quota"}},
+	{corev1.SchemeGroupVersion, "limitranges", &corev1.LimitRange{}, &corev1.LimitRangeList{}, true, false, []string{"limits"}},
+	{corev1.SchemeGroupVersion, "persistentvolumes", &corev1.PersistentVolume{}, &corev1.PersistentVolumeList{}, false, true, []string{"pv"}},
+	{coordinationv1.SchemeGroupVersion, "leases", &coordinationv1.Lease{}, &coordinationv1.LeaseList{}, true, false, nil},
+	{discoveryv1.SchemeGroupVersion, "endpointslices", &discoveryv1.EndpointSlice{}, &discoveryv1.EndpointSliceList{}, true, false, nil},
+	{policyv1.SchemeGroupVersion, "poddisruptionbudgets", &policyv1.PodDisruptionBudget{}, &policyv1.PodDisruptionBudgetList{}, true, true, []string{"pdb"}},
+	{networkingv1.SchemeGroupVersion, "ingresses", &networkingv1.Ingress{}, &networkingv1.IngressList{}, true, true, []string{"ing"}},
+	// Read by the admission webhook plugins (see admission below).
+	{admissionregv1.SchemeGroupVersion, "mutatingwebhookconfigurations", &admissionregv1.MutatingWebhookConfiguration{}, &admissionregv1.MutatingWebhookConfigurationList{}, false, false, nil},
+	{admissionregv1.SchemeGroupVersion, "validatingwebhookconfigurations", &admissionregv1.ValidatingWebhookConfiguration{}, &admissionregv1.ValidatingWebhookConfigurationList{}, false, false, nil},
 }
 
 func (k kindInfo) singular() string { return strings.ToLower(reflect.TypeOf(k.obj).Elem().Name()) }
@@ -98,7 +139,8 @@ var (
 
 func init() {
 	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, storagev1.AddToScheme,
-		appsv1.AddToScheme, authzv1.AddToScheme, metainternalversion.AddToScheme} {
+		appsv1.AddToScheme, authzv1.AddToScheme, coordinationv1.AddToScheme, discoveryv1.AddToScheme,
+		policyv1.AddToScheme, networkingv1.AddToScheme, admissionregv1.AddToScheme, metainternalversion.AddToScheme} {
 		must(add(Scheme))
 	}
 	// The generic registry converts through an "internal" version. Registering the same Go
@@ -109,7 +151,18 @@ func init() {
 	for _, k := range kinds {
 		Scheme.AddKnownTypes(internal(k.gv), k.obj, k.list)
 	}
-	Scheme.AddKnownTypes(internal(authzv1.SchemeGroupVersion), &authzv1.SelfSubjectAccessReview{})
+	Scheme.AddKnownTypes(internal(authzv1.SchemeGroupVersion), &authzv1.SelfSubjectAccessReview{}, &authzv1.SubjectAccessReview{})
+	Scheme.AddKnownTypes(internal(corev1.SchemeGroupVersion), &corev1.Binding{})
+	// The admission webhook plugins convert the request's object to the webhook's version with
+	// Scheme.Convert, which needs a function even between identical types: copy.
+	for _, k := range kinds {
+		for _, o := range []runtime.Object{k.obj, k.list} {
+			must(Scheme.AddConversionFunc(o, o, func(a, b interface{}, _ conversion.Scope) error {
+				reflect.ValueOf(b).Elem().Set(reflect.ValueOf(a.(runtime.Object).DeepCopyObject()).Elem())
+				return nil
+			}))
+		}
+	}
 	Scheme.AddUnversionedTypes(schema.GroupVersion{Version: "v1"},
 		&metav1.Status{}, &metav1.APIVersions{}, &metav1.APIGroupList{}, &metav1.APIGroup{}, &metav1.APIResourceList{})
 }
@@ -144,6 +197,8 @@ func (strategy) PrepareForCreate(_ context.Context, obj runtime.Object) {
 		o.Status = corev1.NamespaceStatus{Phase: corev1.NamespaceActive}
 	case *corev1.PersistentVolumeClaim:
 		o.Status = corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimPending}
+	case *corev1.PersistentVolume:
+		o.Status = corev1.PersistentVolumeStatus{Phase: corev1.VolumePending}
 	case *corev1.Pod:
 		o.Status = corev1.PodStatus{Phase: corev1.PodPending}
 	}
@@ -156,6 +211,66 @@ func (s strategy) PrepareForUpdate(_ context.Context, obj, old runtime.Object) {
 	}
 }
 
+// Canonicalize (after a generated name is set) applies the few of Kubernetes' defaults
+// (pkg/apis/core/v1/defaults.go; the namespace strategy's Canonicalize) that matter here:
+// webhooks select namespaces by their name label, and resolve only ClusterIP-like Services.
+func (strategy) Canonicalize(obj runtime.Object) {
+	switch o := obj.(type) {
+	case *corev1.Namespace: // SetDefaults_Namespace
+		if o.Labels == nil {
+			o.Labels = map[string]string{}
+		}
+		o.Labels[corev1.LabelMetadataName] = o.Name
+	case *corev1.Service: // SetDefaults_Service
+		if o.Spec.Type == "" {
+			o.Spec.Type = corev1.ServiceTypeClusterIP
+		}
+	case *admissionregv1.ValidatingWebhookConfiguration:
+		for i := range o.Webhooks {
+			w := &o.Webhooks[i]
+			webhookDefaults(&w.FailurePolicy, &w.MatchPolicy, &w.NamespaceSelector, &w.ObjectSelector, &w.TimeoutSeconds, w.Rules, &w.ClientConfig)
+		}
+	case *admissionregv1.MutatingWebhookConfiguration:
+		for i := range o.Webhooks {
+			w := &o.Webhooks[i]
+			webhookDefaults(&w.FailurePolicy, &w.MatchPolicy, &w.NamespaceSelector, &w.ObjectSelector, &w.TimeoutSeconds, w.Rules, &w.ClientConfig)
+			if w.ReinvocationPolicy == nil {
+				w.ReinvocationPolicy = ptr.To(admissionregv1.NeverReinvocationPolicy)
+			}
+		}
+	}
+}
+
+// webhookDefaults is SetDefaults_{Validating,Mutating}Webhook, _Rule and _ServiceReference of
+// k8s.io/kubernetes pkg/apis/admissionregistration/v1/defaults.go. They matter: the plugins read a
+// missing selector as "matches nothing".
+func webhookDefaults(failure **admissionregv1.FailurePolicyType, match **admissionregv1.MatchPolicyType,
+	ns, obj **metav1.LabelSelector, timeout **int32, rules []admissionregv1.RuleWithOperations, cc *admissionregv1.WebhookClientConfig) {
+	if *failure == nil {
+		*failure = ptr.To(admissionregv1.Fail)
+	}
+	if *match == nil {
+		*match = ptr.To(admissionregv1.Equivalent)
+	}
+	if *ns == nil {
+		*ns = &metav1.LabelSelector{}
+	}
+	if *obj == nil {
+		*obj = &metav1.LabelSelector{}
+	}
+	if *timeout == nil {
+		*timeout = ptr.To[int32](10)
+	}
+	for i := range rules {
+		if rules[i].Scope == nil {
+			rules[i].Scope = ptr.To(admissionregv1.AllScopes)
+		}
+	}
+	if cc.Service != nil && cc.Service.Port == nil {
+		cc.Service.Port = ptr.To[int32](443)
+	}
+}
+
 func (strategy) Validate(context.Context, runtime.Object) field.ErrorList { return nil }
 func (strategy) ValidateUpdate(context.Context, runtime.Object, runtime.Object) field.ErrorList {
 	return nil
@@ -164,7 +279,6 @@ func (strategy) WarningsOnCreate(context.Context, runtime.Object) []string { ret
 func (strategy) WarningsOnUpdate(context.Context, runtime.Object, runtime.Object) []string {
 	return nil
 }
-func (strategy) Canonicalize(runtime.Object)    {}
 func (strategy) AllowCreateOnUpdate() bool      { return false }
 func (strategy) AllowUnconditionalUpdate() bool { return true }
 
@@ -252,6 +366,115 @@ func (selfSubjectAccessReviews) Create(ctx context.Context, obj runtime.Object, 
 	return review, nil
 }
 
+// subjectAccessReviews answers the same rule for any user: KubeVirt asks it (virt-controller
+// pkg/virt-controller/watch/vm/vm.go:244), and so does this server's delegated authorizer.
+type subjectAccessReviews struct{}
+
+func (subjectAccessReviews) New() runtime.Object     { return &authzv1.SubjectAccessReview{} }
+func (subjectAccessReviews) Destroy()                {}
+func (subjectAccessReviews) NamespaceScoped() bool   { return false }
+func (subjectAccessReviews) GetSingularName() string { return "subjectaccessreview" }
+func (subjectAccessReviews) Create(ctx context.Context, obj runtime.Object, _ rest.ValidateObjectFunc, _ *metav1.CreateOptions) (runtime.Object, error) {
+	review := obj.(*authzv1.SubjectAccessReview)
+	review.Status.Allowed = slices.Contains(review.Spec.Groups, user.SystemPrivilegedGroup)
+	if !review.Status.Allowed {
+		review.Status.Reason = "mini-kube-apiserver allows only " + user.SystemPrivilegedGroup
+	}
+	return review, nil
+}
+
+// bindingREST is pods/binding, as Kubernetes' BindingREST (pkg/registry/core/pod/storage/storage.go,
+// Create / setPodNodeAndMetadata / assignPod): the scheduler's way to set spec.nodeName once.
+type bindingREST struct{ store *genericregistry.Store }
+
+func (*bindingREST) New() runtime.Object     { return &corev1.Binding{} }
+func (*bindingREST) Destroy()                {}
+func (*bindingREST) NamespaceScoped() bool   { return true }
+func (*bindingREST) GetSingularName() string { return "binding" }
+func (r *bindingREST) Create(ctx context.Context, name string, obj runtime.Object, createValidation rest.ValidateObjectFunc, o *metav1.CreateOptions) (runtime.Object, error) {
+	b, ok := obj.(*corev1.Binding)
+	if !ok {
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("not a Binding object: %T", obj))
+	}
+	if name != b.Name {
+		return nil, apierrors.NewBadRequest("name in URL does not match name in Binding object")
+	}
+	// validation.ValidatePodBinding
+	if b.Target.Kind != "" && b.Target.Kind != "Node" {
+		return nil, apierrors.NewInvalid(schema.GroupKind{Kind: "Binding"}, name, field.ErrorList{field.NotSupported(field.NewPath("target", "kind"), b.Target.Kind, []string{"Node", "<empty>"})})
+	}
+	if b.Target.Name == "" {
+		return nil, apierrors.NewInvalid(schema.GroupKind{Kind: "Binding"}, name, field.ErrorList{field.Required(field.NewPath("target", "name"), "")})
+	}
+	if createValidation != nil {
+		if err := createValidation(ctx, b.DeepCopyObject()); err != nil {
+			return nil, err
+		}
+	}
+	key, err := r.store.KeyFunc(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	var pre *storage.Preconditions
+	if b.UID != "" || b.ResourceVersion != "" {
+		pre = &storage.Preconditions{}
+		if b.UID != "" {
+			pre.UID = &b.UID
+		}
+		if b.ResourceVersion != "" {
+			pre.ResourceVersion = &b.ResourceVersion
+		}
+	}
+	err = r.store.Storage.GuaranteedUpdate(ctx, key, &corev1.Pod{}, false, pre, storage.SimpleUpdate(func(obj runtime.Object) (runtime.Object, error) {
+		pod := obj.(*corev1.Pod)
+		if pod.DeletionTimestamp != nil {
+			return nil, fmt.Errorf("pod %s is being deleted, cannot be assigned to a host", pod.Name)
+		}
+		if pod.Spec.NodeName != "" {
+			return nil, fmt.Errorf("pod %v is already assigned to node %q", pod.Name, pod.Spec.NodeName)
+		}
+		if len(pod.Spec.SchedulingGates) != 0 {
+			return nil, fmt.Errorf("pod %v has non-empty .spec.schedulingGates", pod.Name)
+		}
+		pod.Spec.NodeName = b.Target.Name
+		for k, v := range b.Annotations {
+			if pod.Annotations == nil {
+				pod.Annotations = map[string]string{}
+			}
+			pod.Annotations[k] = v
+		}
+		// podutil.UpdatePodCondition: set PodScheduled=True, keeping the transition time if it already was.
+		cond := corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Now()}
+		i := slices.IndexFunc(pod.Status.Conditions, func(c corev1.PodCondition) bool { return c.Type == corev1.PodScheduled })
+		if i < 0 {
+			pod.Status.Conditions = append(pod.Status.Conditions, cond)
+		} else if pod.Status.Conditions[i].Status != corev1.ConditionTrue {
+			pod.Status.Conditions[i] = cond
+		}
+		return pod, nil
+	}), dryrun.IsDryRun(o.DryRun), nil)
+	if err != nil {
+		err = storeerr.InterpretGetError(err, schema.GroupResource{Resource: "pods"}, name)
+		err = storeerr.InterpretUpdateError(err, schema.GroupResource{Resource: "pods"}, name)
+		if _, ok := err.(*apierrors.StatusError); !ok {
+			err = apierrors.NewConflict(schema.GroupResource{Resource: "pods/binding"}, name, err)
+		}
+		return nil, err
+	}
+	return &metav1.Status{Status: metav1.StatusSuccess}, nil
+}
+
+// legacyBindingREST is the older /bindings collection (LegacyBindingREST in the same file).
+type legacyBindingREST struct{ *bindingREST }
+
+func (r legacyBindingREST) Create(ctx context.Context, obj runtime.Object, v rest.ValidateObjectFunc, o *metav1.CreateOptions) (runtime.Object, error) {
+	b, ok := obj.(*corev1.Binding)
+	if !ok {
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("not a Binding object: %T", obj))
+	}
+	return r.bindingREST.Create(ctx, b.Name, obj, v, o)
+}
+
 // ---- OpenAPI: real definitions for the meta types (apiextensions' generated set). The
 // built-in kinds are objects with real metadata and x-kubernetes-preserve-unknown-fields:
 // enough for server-side apply (everything below metadata merges atomically), not for explain.
@@ -272,7 +495,9 @@ func getDefinitions(ref common.ReferenceCallback) map[string]common.OpenAPIDefin
 			Dependencies: []string{objectMeta},
 		}
 	}
-	coarse(&authzv1.SelfSubjectAccessReview{})
+	for _, o := range []runtime.Object{&authzv1.SelfSubjectAccessReview{}, &authzv1.SubjectAccessReview{}, &corev1.Binding{}} {
+		coarse(o)
+	}
 	for _, k := range kinds {
 		coarse(k.obj)
 		defs[model(k.list)] = common.OpenAPIDefinition{
@@ -287,11 +512,56 @@ func getDefinitions(ref common.ReferenceCallback) map[string]common.OpenAPIDefin
 	return defs
 }
 
+// ---- admission webhooks ----
+
+// endpointResolver finds the address of a webhook's Service as kube-apiserver does with
+// --enable-aggregator-routing (cmd/kube-apiserver/app/server.go buildServiceResolver, v1.36):
+// kube-aggregator's aggregatorEndpointRouting (k8s.io/kube-aggregator/pkg/apiserver/resolvers.go)
+// picks a ready endpoint of the Service's EndpointSlices with proxy.ResolveEndpoint, and its
+// loopbackResolver sends default/kubernetes:443 to this server itself. (Debian does not package
+// kube-aggregator; these few lines are its resolvers.)
+type endpointResolver struct {
+	services corelisters.ServiceLister
+	slices   proxy.EndpointSliceGetter
+	loopback *url.URL
+}
+
+func (r *endpointResolver) ResolveEndpoint(namespace, name string, port int32) (*url.URL, error) {
+	if namespace == "default" && name == "kubernetes" && port == 443 && r.loopback != nil {
+		return r.loopback, nil
+	}
+	return proxy.ResolveEndpoint(r.services, r.slices, namespace, name, port)
+}
+
+// admissionInitializers gives the MutatingAdmissionWebhook and ValidatingAdmissionWebhook plugins
+// (which RecommendedOptions.Admission already registers and enables) what kube-apiserver gives
+// them: the endpoint resolver and the loopback-aware authentication wrapper. Their informers come
+// from c.SharedInformerFactory, this server's own loopback client.
+func admissionInitializers(resolver *webhook.ServiceResolver) func(c *genericapiserver.RecommendedConfig) ([]admission.PluginInitializer, error) {
+	return func(c *genericapiserver.RecommendedConfig) ([]admission.PluginInitializer, error) {
+		slices, err := proxy.NewEndpointSliceIndexerGetter(c.SharedInformerFactory.Discovery().V1().EndpointSlices())
+		if err != nil {
+			return nil, err
+		}
+		r := &endpointResolver{services: c.SharedInformerFactory.Core().V1().Services().Lister(), slices: slices}
+		if u, err := url.Parse(c.LoopbackClientConfig.Host); err == nil {
+			r.loopback = u
+		}
+		*resolver = r
+		auth := webhook.NewDefaultAuthenticationInfoResolverWrapper(nil, nil, c.LoopbackClientConfig, noopoteltrace.NewTracerProvider())
+		return []admission.PluginInitializer{webhookinit.NewPluginInitializer(auth, r)}, nil
+	}
+}
+
 func run(ctx context.Context, o *options.CustomResourceDefinitionsServerOptions) error {
+	var resolver webhook.ServiceResolver
+	o.RecommendedOptions.ExtraAdmissionInitializers = admissionInitializers(&resolver)
 	config, err := o.Config()
 	if err != nil {
 		return err
 	}
+	// CRD conversion webhooks resolve Services the same way (kube-apiserver passes one resolver).
+	config.ExtraConfig.ServiceResolver = resolver
 	// One aggregated-discovery manager shared by both servers (kubectl uses aggregated discovery).
 	config.GenericConfig.AggregatedDiscoveryGroupManager = aggregated.NewResourceManager("apis")
 
@@ -361,12 +631,17 @@ func run(ctx context.Context, o *options.CustomResourceDefinitionsServerOptions)
 		}
 	}
 	group(authzv1.SchemeGroupVersion)["selfsubjectaccessreviews"] = selfSubjectAccessReviews{}
+	group(authzv1.SchemeGroupVersion)["subjectaccessreviews"] = subjectAccessReviews{}
+	binding := &bindingREST{group(corev1.SchemeGroupVersion)["pods"].(*shortNamed).Store}
+	group(corev1.SchemeGroupVersion)["pods/binding"] = binding
+	group(corev1.SchemeGroupVersion)["bindings"] = legacyBindingREST{binding}
 	if err := core.InstallLegacyAPIGroup("/api", groups[""]); err != nil {
 		return fmt.Errorf("install core: %w", err)
 	}
-	for _, gv := range []schema.GroupVersion{storagev1.SchemeGroupVersion, appsv1.SchemeGroupVersion, authzv1.SchemeGroupVersion} {
-		if err := core.InstallAPIGroup(groups[gv.Group]); err != nil {
-			return fmt.Errorf("install %s: %w", gv.Group, err)
+	delete(groups, "")
+	for _, name := range slices.Sorted(maps.Keys(groups)) {
+		if err := core.InstallAPIGroup(groups[name]); err != nil {
+			return fmt.Errorf("install %s: %w", name, err)
 		}
 	}
 
