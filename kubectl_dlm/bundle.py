@@ -64,7 +64,9 @@ def index(plan: Plan, docs: List[Document]) -> Dict:
         "source": {"cluster": s.source_cluster, "namespace": s.source_namespace},
         "target": {"cluster": s.target_cluster, "namespace": s.target_namespace},
         "secrets": s.secrets,
-        "vms": [{"name": v.vm, "migrationID": v.migration_id, "connectURL": v.connect_url or ""} for v in plan.vms],
+        # connectURLFrom: flag = --connect-url, which apply keeps; otherwise apply uses the target's live address
+        "vms": [{"name": v.vm, "migrationID": v.migration_id, "connectURL": v.connect_url or "",
+                 **({"connectURLFrom": "flag"} if s.connect_url else {})} for v in plan.vms],
         "phases": phases,
         "secretsToCopy": [
             {"name": r.name, "sourceNamespace": r.source_namespace, "targetNamespace": r.target_namespace,

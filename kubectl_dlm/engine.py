@@ -22,6 +22,7 @@ from kubectl_dlm.model import (
 from kubectl_dlm.watcher import Event, Watcher, drain
 
 REFUSED = "refused"
+LIVE_ADDRESS_WAIT = 30.0  # seconds to wait for the target VMIM's own address before using the bundle's
 
 
 @dataclass
@@ -31,8 +32,9 @@ class Run:
     vm: str
     migration_id: str
     docs: Dict[str, List[Obj]]  # phase -> objects in apply order
-    connect_url: Optional[str]
+    connect_url: Optional[str]  # the URL rendered into the bundle (None: not known at render time)
     make_send: Optional[Callable[[str], Obj]] = None  # builds the source VMIM once the URL is known
+    url_pinned: bool = False  # the user chose connect_url (--connect-url): it wins over the live address
     step: str = "prepare"  # prepare -> wait-disks -> wait-receiver -> receive -> send -> follow -> done
     view: follow.View = field(default_factory=follow.View)
     outcome: Optional[str] = None
@@ -45,6 +47,7 @@ class Run:
     disks: Dict[str, Optional[Obj]] = field(default_factory=dict)  # blank DataVolumes, as last seen
     disks_since: float = 0.0
     disks_noticed: bool = False
+    received_at: Optional[float] = None
 
 
 class Engine:
@@ -185,17 +188,39 @@ class Engine:
                 return
         if run.step == "receive":
             self._apply_phase(run, "receive")
-            run.step = "send"
+            run.step, run.received_at = "send", now
         if run.step == "send":
-            url = run.connect_url or self._sync_address(run)
+            url = self._send_url(run, now)
             if url:
-                if not run.docs.get("send") and run.make_send:
+                if run.make_send and (not run.docs.get("send") or _rendered_url(run) != url):
                     run.docs["send"] = [run.make_send(url)]
                 self._apply_phase(run, "send")
                 run.sent_at = now
                 run.step = "follow"
         if run.step == "follow":
             self._judge(run, now)
+
+    def _send_url(self, run: Run, now: float) -> Optional[str]:
+        """The connectURL for the source VMIM, decided when it is sent: the user's --connect-url, else
+        the target VMIM's live status.synchronizationAddresses, which the migration controller refreshes
+        every reconcile (pkg/virt-controller/watch/migration/migration.go:658,698-714 @v1.9.0) while
+        the address in the bundle names the sync controller's leader pod at render time, which may have
+        moved since. The source writes connectURL into its first dial and the VMIM spec is immutable,
+        so a stale one would stall in Synchronizing with no KubeVirt timeout."""
+        if run.url_pinned and run.connect_url:
+            return run.connect_url
+        live = self._sync_address(run)
+        rendered = _rendered_url(run) or run.connect_url
+        if live:
+            if rendered and rendered != live:
+                self.reporter.notice(f"{run.vm}: the target migration publishes synchronization address {live}, the "
+                                     f"bundle has {rendered} (rendered earlier; the leader may have moved): using {live}")
+            return live
+        if rendered and now - (run.received_at or now) >= LIVE_ADDRESS_WAIT:
+            self.reporter.notice(f"{run.vm}: the target migration shows no synchronization address after "
+                                 f"{int(LIVE_ADDRESS_WAIT)}s: using {rendered} from the bundle")
+            return rendered
+        return None
 
     def _sync_address(self, run: Run) -> Optional[str]:
         addresses = ((run.view.target_vmim or {}).get("status") or {}).get("synchronizationAddresses") or []
@@ -276,3 +301,10 @@ class Engine:
 def _disk_names(run: Run) -> List[str]:
     """The blank DataVolumes this run creates (prepare phase)."""
     return [meta(o)["name"] for o in run.docs.get("prepare", []) if o.get("kind") == "DataVolume"]
+
+
+def _rendered_url(run: Run) -> Optional[str]:
+    """The connectURL of the source VMIM in the bundle, if it was rendered."""
+    for obj in run.docs.get("send", []):
+        return ((obj.get("spec") or {}).get("sendTo") or {}).get("connectURL")
+    return None

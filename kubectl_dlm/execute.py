@@ -85,7 +85,8 @@ def migrate(request, options: FollowOptions, skip_checks: bool = False) -> int:
             docs[item.phase].append(parse_docs([renderer.render_item(item).text])[0])
 
         runs.append(Run(vm=name, migration_id=vm_plan.migration_id, docs=docs, connect_url=vm_plan.connect_url,
-                        make_send=_send_builder(renderer, planned.settings, name, vm_plan.migration_id)))
+                        make_send=_send_builder(renderer, planned.settings, name, vm_plan.migration_id),
+                        url_pinned=planned.settings.connect_url is not None))
     if runs and not skip_checks and not options.dry_run:
         runs = _checked(request, runs, refused, reporter)
     elif skip_checks:
@@ -161,8 +162,11 @@ def _send_builder(renderer, settings, vm: str, migration_id: str):
     return build
 
 
-def apply_bundle(directory: Path, source, target, options: FollowOptions) -> int:
-    """Carry out a reviewed `render --output-dir` tree; Secrets it lists are copied server to server."""
+def apply_bundle(directory: Path, source, target, options: FollowOptions, connect_url: Optional[str] = None) -> int:
+    """Carry out a reviewed `render --output-dir` tree; Secrets it lists are copied server to server.
+
+    The source VMIM gets the target migration's live sync address when it is sent (Engine._send_url),
+    unless the bundle was rendered with --connect-url or `connect_url` (apply --connect-url) is given."""
     reporter = Reporter(options.output)
     index = _read_index(directory)
     settings = Settings(source_namespace=index["source"]["namespace"], target_namespace=index["target"]["namespace"],
@@ -190,12 +194,12 @@ def apply_bundle(directory: Path, source, target, options: FollowOptions) -> int
                         f"fix the file or {bundle_mod.INDEX_FILE}, or re-render the bundle")
                 vm = by_id[mid]
                 run = runs.setdefault(mid, Run(vm=vm["name"], migration_id=mid, docs={p: [] for p in PHASES},
-                                               connect_url=vm.get("connectURL") or None))
+                                               connect_url=connect_url or vm.get("connectURL") or None,
+                                               url_pinned=bool(connect_url) or vm.get("connectURLFrom") == "flag"))
                 run.docs[entry["phase"]].append(doc)
     renderer = Renderer()
-    for run in runs.values():
-        if not run.docs["send"]:  # rendered without a known sync address: build it once it is known
-            run.make_send = _send_builder(renderer, settings, run.vm, run.migration_id)
+    for run in runs.values():  # the source VMIM is (re)built with the address known when it is sent
+        run.make_send = _send_builder(renderer, settings, run.vm, run.migration_id)
     _copy_secrets(index, source, target, reporter, options.dry_run)
     engine = Engine(source, target, settings, reporter, timeout=options.timeout, sync_timeout=options.sync_timeout,
                     parallel=options.parallel, dry_run=options.dry_run,

@@ -65,7 +65,9 @@ def test_index(tmp_path):
     assert (index["apiVersion"], index["kind"]) == ("dlm.kubevirt-tools.io/v1alpha1", "Bundle")
     assert index["source"] == {"cluster": "", "namespace": "prod"}
     assert index["target"] == {"cluster": "", "namespace": "prod-b"}
-    assert index["vms"] == [{"name": "pg", "migrationID": "f61b46438eb3e3a9", "connectURL": "192.0.2.20:9185"}]
+    # rendered with --connect-url: apply keeps it instead of the live address
+    assert index["vms"] == [{"name": "pg", "migrationID": "f61b46438eb3e3a9", "connectURL": "192.0.2.20:9185",
+                             "connectURLFrom": "flag"}]
     assert [(p["phase"], p["side"], p["path"]) for p in index["phases"]] == [
         ("prepare", "target", "1-prepare-target"), ("receive", "target", "2-receive-target"), ("send", "source", "3-send-source")]
     listed = [f for p in index["phases"] for f in p["files"]]

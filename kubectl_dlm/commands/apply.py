@@ -14,6 +14,7 @@ Examples:
   kubectl dlm render my-vm -n prod --to-context east --output-dir migration/my-vm
   git add migration/my-vm && git commit   # review it in a pull request
   kubectl dlm apply -f migration/my-vm
+  kubectl dlm apply -f migration/my-vm --connect-url 10.0.0.5:9185   # a routable address of your own
 """
 
 
@@ -24,18 +25,22 @@ Examples:
 @click.option("--context", metavar="NAME", help="Source context (default: the one recorded in the bundle).")
 @click.option("--to-context", metavar="NAME", help="Target context (default: the one recorded in the bundle).")
 @click.option("--to-kubeconfig", metavar="PATH", help="Kubeconfig for the target context.")
+@click.option("--connect-url", metavar="HOST:PORT",
+              help="Target synchronization address for the source migration: host:port, [v6]:port or dns:///host:port "
+                   "(default: the target migration's live address, read when the source migration is sent).")
 @follow_options
 @click.option("--parallel", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--dry-run", type=click.Choice(("server",)), default=None, help="server: validate on the API servers only.")
-def apply(directory, kubeconfig, context, to_context, to_kubeconfig, timeout, sync_timeout, prometheus_url, output,
-          parallel, dry_run) -> int:
+def apply(directory, kubeconfig, context, to_context, to_kubeconfig, connect_url, timeout, sync_timeout, prometheus_url,
+          output, parallel, dry_run) -> int:
     """Apply a reviewed bundle in phase order, each object to its cluster, and follow it."""
-    from kubectl_dlm import execute, kube
+    from kubectl_dlm import execute, kube, options
 
+    connect_url = options.check_connect_url(connect_url)
     index = execute._read_index(directory)
     source = kube.connect(kubeconfig, context or index["source"].get("cluster") or None)
     target_context = to_context or index["target"].get("cluster") or None
     target = kube.connect(to_kubeconfig or kubeconfig, target_context) if target_context != source.context else source
-    options = execute.FollowOptions(timeout=timeout, sync_timeout=sync_timeout, parallel=parallel,
-                                    prometheus_url=prometheus_url, output=output, dry_run=dry_run == "server")
-    return execute.apply_bundle(directory, source, target, options)
+    follow = execute.FollowOptions(timeout=timeout, sync_timeout=sync_timeout, parallel=parallel,
+                                   prometheus_url=prometheus_url, output=output, dry_run=dry_run == "server")
+    return execute.apply_bundle(directory, source, target, follow, connect_url)

@@ -34,6 +34,24 @@ class Faults:
         self.ca_overlap_elapsed: dict[str, bool] = {}
         self._saved_dev_config: dict[str, dict] = {}
         self.disk_faults: dict[tuple[str, str], str] = {}  # (cluster, namespace) -> "hold" | "fail" (cdi.py)
+        self._saved_sync_address: dict[str, str] = {}
+
+    # ---- sync controller leader ----
+
+    def move_sync_leader(self, cluster: str, address: str) -> None:
+        """The sync controller's leader moved (a restart, a reschedule): virt-operator publishes the new
+        pod's address (apply/core.go:811-872 @v1.9.0) and the migration controller copies it into
+        every VMIM's status.synchronizationAddresses; the old address no longer answers."""
+        c = self.sim.clusters[cluster]
+        self._saved_sync_address.setdefault(cluster, c.own_sync_address)
+        c.own_sync_address = address
+        self._republish(cluster)
+
+    def _republish(self, cluster: str) -> None:
+        c = self.sim.clusters[cluster]
+        kv = c.kubevirt_cr()
+        if kv is not None:
+            c.controllers["operator"].enqueue(("kubevirt", kv["metadata"]["namespace"], kv["metadata"]["name"]))
 
     # ---- CDI ----
 
@@ -143,6 +161,9 @@ class Faults:
 
     def restore(self) -> None:
         """Undo what outlives the simulator (the KubeVirt CR is the harness's, shared by all tests)."""
+        for cluster, address in self._saved_sync_address.items():
+            self.sim.clusters[cluster].own_sync_address = address
+            self._republish(cluster)
         for cluster in list(self._saved_dev_config):
             try:
                 self.enable_feature_gate(cluster)
