@@ -1,19 +1,16 @@
 #!/usr/bin/env python3
-"""kubectl-dlm benchmarks: startup time, render time per VM, API requests per VM.
+"""kubectl-dlm benchmarks, side by side with a reference: medians, ratios and goals in one table.
 
-    python benchmarks/run.py                 # everything; the live part needs the test API server
-    python benchmarks/run.py --quick         # fewer repeats
-    python benchmarks/run.py --no-live       # skip the live render
+    python benchmarks/run.py                 # everything (make bench); live rows need the test API server
+    python benchmarks/run.py --quick         # 3 runs per row, live batches of 1 and 500 VMs
+    python benchmarks/run.py --no-live       # only the rows that need no API server
 
-* startup: `python -m kubectl_dlm --help` in a fresh interpreter, median of --repeat runs.
-* render -f: a generated export of N running VMs (each: a DataVolume root disk on Block, a PVC
-  data disk, a cloud-init Secret, an SSH key Secret, a VMI) rendered by the real CLI in a fresh
-  interpreter (startup included, as a user sees it) and in-process (the planner and renderer
-  alone); both divided by N.
-* live: the same VMs created on the source test cluster (tests/harness: mini-kube-apiserver with
-  the KubeVirt CRDs), rendered from the cluster with --to-context target; the `requests` counters
-  of kube.Cluster give the API requests per VM. Skipped, with the reason, when the test API
-  server is not built (`bash tests/infra/build.sh`, or MINI_KUBE_BIN).
+Every timed row runs the reference command and ours alternately, each in a fresh process, and
+reports both medians and the median of the per-pair ratios: on a loaded machine both slow down
+together, so the ratio stays meaningful when the absolute times do not. benchmarks/README.md
+explains each row. Live rows run against two test clusters of tests/harness (mini-kube-apiserver
+with the KubeVirt CRDs); migrate rows add the KubeVirt simulator of tests/sim. Without the test
+API server (`bash tests/infra/build.sh`, or MINI_KUBE_BIN) they say "skipped" and why.
 """
 
 from __future__ import annotations
@@ -21,20 +18,34 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import math
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 NS, DST = "bench", "bench-dst"
 CONNECT = "192.0.2.20:9185"
+PY = sys.executable
+DLM = [PY, "-m", "kubectl_dlm"]
+KINDS_KUBECTL_GETS = "vm,vmi,dv,pvc,secret,cm"
+# The client floor of a live render of one VM: import the kubernetes client, load the kubeconfig,
+# one GET (of the VM). Every live render pays at least this.
+CLIENT_FLOOR = ("import sys\nfrom kubernetes import client, config\n"
+                "api = config.new_client_from_config(config_file=sys.argv[1], context='source')\n"
+                "client.CustomObjectsApi(api).get_namespaced_custom_object("
+                "'kubevirt.io', 'v1', sys.argv[2], 'virtualmachines', 'vm-0000')\n")
+IMPORTS_FLOOR = "import click, jinja2, ruamel.yaml"
 
 
 # --- a generated export ---------------------------------------------------------------------------
@@ -88,52 +99,99 @@ def write_export(n: int, path: Path) -> Path:
     return path
 
 
-# --- measurements ---------------------------------------------------------------------------------
+# --- running and timing ---------------------------------------------------------------------------
 
-def timed(fn: Callable[[], object], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
+class BenchError(Exception):
+    pass
+
+
+@dataclass
+class Sample:
+    seconds: float
+    rss_mb: float  # peak resident memory of the process
+
+
+def measure(cmd: Sequence[str]) -> Sample:
+    """Run cmd in a fresh process, output discarded; wall time and peak RSS (wait4's rusage)."""
+    with tempfile.TemporaryFile() as err:
         start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        proc = subprocess.Popen(list(cmd), cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            err.seek(0)
+            raise BenchError(f"{' '.join(map(str, cmd))} failed ({proc.returncode}): "
+                             f"{err.read().decode(errors='replace').strip()[-600:]}")
+    return Sample(seconds, usage.ru_maxrss / 1024)
 
 
-def run_cli(args: List[str]) -> None:
-    proc = subprocess.run([sys.executable, "-m", "kubectl_dlm", *args], cwd=REPO, capture_output=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"kubectl dlm {' '.join(args)} failed:\n{proc.stderr.decode()}")
+@dataclass
+class Pair:
+    ours: Sample
+    reference: Sample
+    ratio: float  # median of ours/reference over the pairs
+    rss_ratio: float
 
 
-def render_in_process(export: Path) -> None:
-    from kubectl_dlm import bundle, pipeline
+def side_by_side(ours: Sequence[str], reference: Sequence[str], repeat: int) -> Pair:
+    """Reference and ours alternately (which goes first alternates too), `repeat` pairs."""
+    mine: List[Sample] = []
+    theirs: List[Sample] = []
+    for i in range(repeat):
+        if i % 2:
+            mine.append(measure(ours))
+            theirs.append(measure(reference))
+        else:
+            theirs.append(measure(reference))
+            mine.append(measure(ours))
 
-    result = pipeline.run(pipeline.Request(filename=str(export), to_namespace=DST, connect_url=CONNECT))
-    bundle.stream(result.docs, result.plan)
+    def median(samples: List[Sample]) -> Sample:
+        return Sample(statistics.median(s.seconds for s in samples), statistics.median(s.rss_mb for s in samples))
+
+    return Pair(median(mine), median(theirs), statistics.median(m.seconds / t.seconds for m, t in zip(mine, theirs)),
+                statistics.median(m.rss_mb / t.rss_mb for m, t in zip(mine, theirs)))
 
 
-def startup(repeat: int) -> List[Tuple[str, str]]:
-    help_s = timed(lambda: run_cli(["--help"]), repeat)
-    bare_s = timed(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True), repeat)
-    return [("startup: kubectl dlm --help", f"{help_s * 1000:.0f} ms"),
-            ("  of which the Python interpreter", f"{bare_s * 1000:.0f} ms")]
+@dataclass
+class Row:
+    what: str
+    ours: str
+    reference: str = "-"
+    ratio: str = "-"
+    goal: str = "-"
 
 
-def render_file(counts: List[int], repeat: int, tmp: Path) -> List[Tuple[str, str]]:
+def secs(s: float) -> str:
+    return f"{s * 1000:.0f} ms" if s < 1 else f"{s:.2f} s"
+
+
+def timed_row(what: str, pair: Pair, reference_name: str, goal: str) -> Row:
+    return Row(what, secs(pair.ours.seconds), f"{reference_name}: {secs(pair.reference.seconds)}",
+               f"{pair.ratio:.2f}x", goal)
+
+
+# --- rows without an API server -------------------------------------------------------------------
+
+def startup_rows(repeat: int) -> List[Row]:
+    help_pair = side_by_side([*DLM, "--help"], [PY, "-c", "pass"], repeat)
+    example = side_by_side([*DLM, "render", "--example"], [PY, "-c", IMPORTS_FLOOR], repeat)
+    return [timed_row("startup: kubectl dlm --help", help_pair, "python -c pass", "-"),
+            timed_row("render --example", example, f'python -c "{IMPORTS_FLOOR}"', "<= 1.5x")]
+
+
+def file_rows(counts: List[int], repeat: int, tmp: Path) -> List[Row]:
     rows = []
     for n in counts:
         export = write_export(n, tmp / f"export-{n}.json")
-        reps = repeat if n < 100 else max(1, repeat // 3)
-        cli_s = timed(lambda: run_cli(["render", "-f", str(export), "--to-namespace", DST, "--connect-url", CONNECT]), reps)
-        render_in_process(export)  # warm imports and template cache: the in-process figure is the steady state
-        core_s = timed(lambda: render_in_process(export), reps)
-        rows.append((f"render -f, {n} VM{'s' if n > 1 else ''}: CLI total", f"{cli_s * 1000:.0f} ms"))
-        rows.append((f"  per VM (CLI, startup included)", f"{cli_s / n * 1000:.1f} ms"))
-        rows.append((f"  per VM (in-process: read, plan, render)", f"{core_s / n * 1000:.1f} ms"))
+        times = [measure([*DLM, "render", "-f", str(export), "--to-namespace", DST, "--connect-url", CONNECT]).seconds
+                 for _ in range(repeat if n < 100 else max(1, repeat // 3))]
+        t = statistics.median(times)
+        rows.append(Row(f"render -f of a {n}-VM export (JSON)", f"{secs(t)} ({t / n * 1000:.1f} ms/VM)"))
     return rows
 
 
-# --- live -----------------------------------------------------------------------------------------
+# --- live rows ------------------------------------------------------------------------------------
 
 def live_clusters(tmp: Path):
     """Two test clusters from tests/harness, or (None, reason)."""
@@ -151,16 +209,21 @@ def live_clusters(tmp: Path):
     if len(crds) < 10:
         return None, f"KubeVirt CRDs not found under {shared}/crds: set DLM_SHARED_DIR"
     apis = [harness.ApiServer(name, bin_dir, tmp / name) for name in harness.NAMES]
-    for a in apis:
-        a.start()
-    for a in apis:
-        a.wait_ready()
-        a.install_crds(crds)
-    kubeconfig = tmp / "kubeconfig"
-    harness.write_kubeconfig(kubeconfig, apis)
-    found = harness.Clusters([harness.Cluster(a.name, a, kubeconfig) for a in apis], kubeconfig)
-    for c in found:
-        harness.install_kubevirt(c)
+    try:
+        for a in apis:
+            a.start()
+        for a in apis:
+            a.wait_ready()
+            a.install_crds(crds)
+        kubeconfig = tmp / "kubeconfig"
+        harness.write_kubeconfig(kubeconfig, apis)
+        found = harness.Clusters([harness.Cluster(a.name, a, kubeconfig) for a in apis], kubeconfig)
+        for c in found:
+            harness.install_kubevirt(c)
+    except BaseException:
+        for a in apis:
+            a.stop()
+        raise
     return (found, apis), ""
 
 
@@ -169,7 +232,7 @@ def create(cluster, obj: dict) -> None:
 
     group, version, plural, _ = KINDS[obj["kind"]]
     base = f"/apis/{group}/{version}" if group else f"/api/{version}"
-    body = {k: v for k, v in obj.items()}
+    body = dict(obj)
     body["metadata"] = {k: v for k, v in obj["metadata"].items() if k not in ("uid", "resourceVersion", "generation")}
     created = cluster.request("POST", f"{base}/namespaces/{obj['metadata']['namespace']}/{plural}", body)
     if "status" in obj and obj["kind"] not in ("VirtualMachineInstance", "Secret"):  # VMI: no status subresource
@@ -177,65 +240,190 @@ def create(cluster, obj: dict) -> None:
                         {"status": obj["status"]}, content_type="application/merge-patch+json")
 
 
-def live(counts: List[int], tmp: Path) -> List[Tuple[str, str]]:
+def populate(cluster, namespace: str, n: int) -> None:
+    cluster.create_namespace(namespace)
+    with ThreadPoolExecutor(8) as pool:  # the API server does the work; 8 requests in flight keep it busy
+        list(pool.map(lambda i: [create(cluster, o) for o in vm_objects(i, namespace)], range(n)))
+
+
+def kubectl() -> Optional[str]:
+    try:
+        from tests.harness.clusters import kubectl_path
+
+        path = kubectl_path()
+    except ImportError:
+        path = "kubectl"
+    return shutil.which(path)
+
+
+def live_rows(counts: List[int], repeat: int, tmp: Path, migrate: Optional[Tuple[int, float, int]]) -> List[Row]:
     try:
         made, reason = live_clusters(tmp)
-    except Exception as exc:  # a broken build or a port clash: say so, keep the other figures
+    except Exception as exc:  # a broken build or a port clash: say so, keep the other rows
         made, reason = None, f"the test clusters did not start: {str(exc).splitlines()[0]}"
     if made is None:
-        return [("live render (API requests per VM)", f"skipped: {reason}")]
+        rows = [Row("live render (one VM, a batch)", f"skipped: {reason}")]
+        if migrate:
+            rows.append(Row("migrate (time over the transfer)", f"skipped: {reason}"))
+        return rows
     found, apis = made
     rows = []
     try:
-        from kubectl_dlm import pipeline
-
-        for n in counts:
-            ns = f"{NS}-{n}"
-            found.source.create_namespace(ns)
-            found.target.create_namespace(DST)  if n == counts[0] else None
-            for i in range(n):
-                for obj in vm_objects(i, ns):
-                    create(found.source, obj)
-            request = pipeline.Request(selector="app=bench", namespace=ns, kubeconfig=str(found.kubeconfig),
-                                       context="source", to_context="target", to_namespace=DST)
-            start = time.perf_counter()
-            result = pipeline.run(request)
-            elapsed = time.perf_counter() - start
-            assert len(result.plan.vms) == n, len(result.plan.vms)
-            src, dst = result.clusters["source"].requests, result.clusters["target"].requests
-            rows.append((f"live render -l, {n} VM{'s' if n > 1 else ''}: API requests", f"{src} source + {dst} target"))
-            rows.append(("  API requests per VM", f"{(src + dst) / n:.2f}"))
-            rows.append(("  time per VM (connect, read, plan, render)", f"{elapsed / n * 1000:.1f} ms"))
+        if migrate:  # first: the simulator lists every object at start, a few VMs are quick to sync
+            rows += guarded("migrate (time over the transfer)", lambda: migrate_rows(found, *migrate))
+        rows += guarded("live render (one VM, a batch)", lambda: live_render_rows(found, counts, repeat))
+        return rows
     finally:
         for a in apis:
             a.stop()
+
+
+def guarded(what: str, measure_rows) -> List[Row]:
+    """The rows, or one row that says why they could not be measured; the other rows still print."""
+    try:
+        return measure_rows()
+    except Exception as exc:
+        return [Row(what, f"failed: {str(exc).splitlines()[0][:200]}")]
+
+
+def live_render_rows(found, counts: List[int], repeat: int) -> List[Row]:
+    kubeconfig = str(found.kubeconfig)
+    found.target.create_namespace(DST)
+    tool = kubectl()
+    rows: List[Row] = []
+    for n in counts:
+        ns = f"{NS}-{n}"
+        populate(found.source, ns, n)
+        target = ["-n", ns, "--kubeconfig", kubeconfig, "--context", "source", "--to-context", "target",
+                  "--to-namespace", DST]
+        if n == 1:
+            pair = side_by_side([*DLM, "render", "vm-0000", *target], [PY, "-c", CLIENT_FLOOR, kubeconfig, ns], repeat)
+            rows.append(timed_row("live render VM (1 VM)", pair, "client floor", "<= 1.3x"))
+        else:
+            label = f"live render -l, {n} VMs"
+            ours = [*DLM, "render", "-l", "app=bench", *target]
+            if tool is None:
+                t = statistics.median(measure(ours).seconds for _ in range(max(1, repeat // 3)))
+                rows.append(Row(label, secs(t), "skipped: no kubectl on PATH"))
+                continue
+            pair = side_by_side(ours, [tool, "get", KINDS_KUBECTL_GETS, *target[:6], "-o", "yaml"],
+                                min(repeat, max(3, repeat // 3)))
+            row = timed_row(label, pair, "kubectl get -o yaml", "<= 2x")
+            row.ours += f" ({pair.ours.seconds / n * 1000:.1f} ms/VM)"
+            rows.append(row)
+            rows.append(Row("  peak memory", f"{pair.ours.rss_mb:.0f} MB", f"kubectl: {pair.reference.rss_mb:.0f} MB",
+                            f"{pair.rss_ratio:.2f}x", "< 2x" if n >= 2000 else "-"))
+        rows.append(Row("  API requests", requests_per_render(found, ns, n)))
     return rows
+
+
+def requests_per_render(found, namespace: str, n: int) -> str:
+    """One render in this process, for kube.Cluster's request counters (not timed)."""
+    from kubectl_dlm import pipeline
+
+    request = pipeline.Request(selector="app=bench", namespace=namespace, kubeconfig=str(found.kubeconfig),
+                               context="source", to_context="target", to_namespace=DST)
+    with contextlib.redirect_stderr(io.StringIO()):
+        result = pipeline.run(request)
+    if len(result.plan.vms) != n:
+        raise BenchError(f"rendered {len(result.plan.vms)} VMs of {n}")
+    src, dst = result.clusters["source"].requests, result.clusters["target"].requests
+    return f"{src} source + {dst} target ({(src + dst) / n:.2f} per VM)"
+
+
+# --- migrate, with the KubeVirt simulator ---------------------------------------------------------
+
+def migrate_rows(found, batch: int, transfer: float, parallel: int) -> List[Row]:
+    try:
+        from tests.sim import scenario
+        from tests.sim.sim import KubeVirtSim
+    except ImportError as exc:
+        return [Row("migrate (time over the transfer)", f"skipped: tests/sim is not importable ({exc})")]
+    sim = KubeVirtSim(found).start()
+    try:
+        sim.faults.transfer_seconds = transfer
+        scenario.trust_each_other(sim)
+        flags = ["--kubeconfig", str(found.kubeconfig), "--context", "source", "--to-context", "target",
+                 "--timeout", "600", "-o", "plain"]
+
+        def start(ns: str, names: List[str]) -> None:
+            for c in ("source", "target"):
+                found.by_name(c).create_namespace(ns)
+            for name in names:
+                vm = scenario.vm_manifest(name)
+                vm["metadata"]["labels"] = {"app": "batch"}
+                sim.run_vm("source", ns, vm, timeout=120)
+
+        one = []
+        for i in range(2):
+            start(f"mig-one-{i}", ["vm1"])
+            one.append(measure([*DLM, "migrate", "vm1", "-n", f"mig-one-{i}", *flags]).seconds)
+        names = [f"vm{i}" for i in range(batch)]
+        start("mig-batch", names)
+        wall = measure([*DLM, "migrate", "-l", "app=batch", "-n", "mig-batch", "--parallel", str(parallel), *flags]).seconds
+    finally:
+        sim.stop()
+    problems = sim.problems()
+    if problems:
+        raise BenchError("the KubeVirt simulator reported: " + "; ".join(problems))
+    over = statistics.median(one) - transfer
+    rounds = math.ceil(batch / parallel)
+    return [Row("migrate 1 VM: time over the transfer", secs(over), f"transfer: {secs(transfer)}", "-", "< 2 s"),
+            Row(f"migrate {batch} VMs --parallel {parallel}", secs(wall),
+                f"{rounds} transfer{'s' if rounds > 1 else ''}: {secs(rounds * transfer)}", f"{wall / (rounds * transfer):.2f}x",
+                "about 1x"),
+            Row("  time over the transfers, per VM", secs((wall - rounds * transfer) / batch), "-", "-", "< 2 s")]
+
+
+# --- main -----------------------------------------------------------------------------------------
+
+def table(rows: List[Row]) -> str:
+    head = Row("what", "kubectl-dlm", "reference", "ratio", "goal")
+    cols = list(zip(*[(r.what, r.ours, r.reference, r.ratio, r.goal) for r in [head, *rows]]))
+    widths = [max(len(c) for c in col) for col in cols]
+    lines = []
+    for i, r in enumerate([head, *rows]):
+        cells = (r.what, r.ours, r.reference, r.ratio, r.goal)
+        lines.append("  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=9, help="runs per figure (median); 500-VM renders use a third")
-    parser.add_argument("--quick", action="store_true", help="3 runs per figure")
-    parser.add_argument("--no-live", action="store_true", help="skip the live render against the test API server")
-    parser.add_argument("--vms", type=int, nargs="+", default=[1, 500], help="batch sizes for render -f")
-    parser.add_argument("--live-vms", type=int, nargs="+", default=[1, 50], help="batch sizes for the live render")
+    parser.add_argument("--repeat", type=int, default=9, help="pairs per row (median); live batches use a third (at least 3)")
+    parser.add_argument("--quick", action="store_true", help="3 pairs per row, live batches of 1 and 500 VMs")
+    parser.add_argument("--no-live", action="store_true", help="skip the rows that need the test API server")
+    parser.add_argument("--no-migrate", action="store_true", help="skip the migrate rows (the KubeVirt simulator)")
+    parser.add_argument("--vms", type=int, nargs="*", default=[500], help="export sizes for render -f")
+    parser.add_argument("--live-vms", type=int, nargs="+", default=None,
+                        help="batch sizes for the live render (default 1 500 2000; --quick: 1 500); 1 is the client-floor row")
+    parser.add_argument("--migrate-vms", type=int, default=10, help="batch size of the migrate --parallel row")
+    parser.add_argument("--parallel", type=int, default=3, help="--parallel of the migrate batch row")
+    parser.add_argument("--transfer-seconds", type=float, default=5.0, help="the simulated transfer time of one VM")
     args = parser.parse_args(argv)
     repeat = 3 if args.quick else args.repeat
-    rows: List[Tuple[str, str]] = []
+    live_vms = args.live_vms or ([1, 500] if args.quick else [1, 500, 2000])
+    load_before = os.getloadavg()[0]
+    started = time.monotonic()
+    rows: List[Row] = []
     with tempfile.TemporaryDirectory(prefix="dlm-bench-") as tmp:
-        rows += startup(repeat)
-        rows += render_file(args.vms, repeat, Path(tmp))
+        rows += startup_rows(repeat)
+        rows += file_rows(args.vms, repeat, Path(tmp))
         if args.no_live:
-            rows.append(("live render (API requests per VM)", "skipped: --no-live"))
+            rows.append(Row("live render (one VM, a batch)", "skipped: --no-live"))
+            rows.append(Row("migrate (time over the transfer)", "skipped: --no-live"))
         else:
+            migrate = None if args.no_migrate else (args.migrate_vms, args.transfer_seconds, args.parallel)
             with contextlib.redirect_stderr(io.StringIO()):
-                rows += live(args.live_vms, Path(tmp))
-    width = max(len(k) for k, _ in rows)
-    print(f"kubectl-dlm benchmarks (Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, median of {repeat})")
-    print(f"{'what'.ljust(width)}  value")
-    print(f"{'-' * width}  {'-' * 24}")
-    for key, value in rows:
-        print(f"{key.ljust(width)}  {value}")
+                rows += live_rows(live_vms, repeat, Path(tmp), migrate)
+            if args.no_migrate:
+                rows.append(Row("migrate (time over the transfer)", "skipped: --no-migrate"))
+    print(f"kubectl-dlm benchmarks: Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
+          f"{load_before:.1f} -> {os.getloadavg()[0]:.1f}, {repeat} pairs per row (median), "
+          f"{time.monotonic() - started:.0f} s")
+    print(table(rows))
     return 0
 
 
