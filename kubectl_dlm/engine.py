@@ -22,6 +22,7 @@ from kubectl_dlm.model import (
 from kubectl_dlm.watcher import Event, Watcher, drain
 
 REFUSED = "refused"
+DRY_RUN = "dry run"
 LIVE_ADDRESS_WAIT = 30.0  # seconds to wait for the target VMIM's own address before using the bundle's
 
 
@@ -245,6 +246,32 @@ class Engine:
                          (fix + "; " if fix else "") + f"the migration was left as it is: keep waiting with "
                          f"`kubectl dlm status {run.vm} --watch`, or stop it with `kubectl dlm cancel {run.vm}`")
 
+    def _dry_run(self, run: Run) -> List[str]:
+        """Send every object with dryRun=All that an API server can judge now; return what only the real
+        run can have validated. KubeVirt admits a target VMIM only once the receiving VMI exists
+        (pkg/virt-api/webhooks/validating-webhook/admitters/migration-create-admitter.go:124-128
+        @v1.9.0); that webhook has sideEffects None, so it runs on a dry run too, and a dry-run-created
+        receiving VM starts no VMI: the receive phase is checked only when that VMI already exists."""
+        later = []
+        self._apply_phase(run, "prepare")
+        if kube.get(self.target, "VirtualMachineInstance", self.settings.target_namespace, run.vm) is not None:
+            self._apply_phase(run, "receive")
+        else:
+            for obj in run.docs.get("receive", []):
+                later.append(f"{obj['kind']} {meta(obj).get('namespace')}/{meta(obj)['name']} (needs the receiving VMI)")
+                self.reporter.event(run.vm, f"validated at run time: needs the receiving VMI: {obj['kind']} "
+                                            f"{meta(obj).get('namespace')}/{meta(obj)['name']} on {self.target.context}")
+        url = run.connect_url
+        if url and run.make_send and _rendered_url(run) != url:
+            run.docs["send"] = [run.make_send(url)]
+        if run.docs.get("send"):
+            self._apply_phase(run, "send")
+        else:
+            later.append("the source VirtualMachineInstanceMigration (needs the target's synchronization address)")
+            self.reporter.event(run.vm, "validated at run time: needs the target's synchronization address: the source "
+                                        f"VirtualMachineInstanceMigration on {self.source.context}")
+        return later
+
     def _progress(self, run: Run, result: follow.Assessment) -> Optional[Dict[str, Any]]:
         if self.metrics is None or result.source_phase != "Running":
             return None
@@ -258,11 +285,13 @@ class Engine:
         """Carry out every run, at most `parallel` at a time; one VM's failure does not stop the others."""
         if self.dry_run:
             for run in runs:
-                for phase in ("prepare", "receive", "send"):
-                    if phase == "send" and not run.docs.get("send") and run.make_send and run.connect_url:
-                        run.docs["send"] = [run.make_send(run.connect_url)]
-                    self._apply_phase(run, phase)
-                self._finish(run, "dry run", "the API servers accepted every object; nothing was changed")
+                try:
+                    later = self._dry_run(run)
+                except DlmError as exc:  # an API server (or its admission webhooks) rejected an object
+                    self._finish(run, REFUSED, exc.message, exc.hint or "fix what the API server names, then try again")
+                    continue
+                self._finish(run, DRY_RUN, "the API servers accepted every object they can check; nothing was changed"
+                             + (f"; validated at run time: {'; '.join(later)}" if later else ""))
             return runs
         self._start_watchers()
         deadline = time.monotonic() + self.timeout if self.timeout else None

@@ -121,7 +121,10 @@ def test_dry_run_server_sends_everything_and_changes_nothing(namespaces, kubevir
     code, out, err = dlm("migrate", "vm1", "--context", "source", "-n", ns, "--to-context", "target",
                          "--dry-run=server", "-o", "plain")
     assert code == errors.OK, out + err
-    assert "checked VirtualMachine" in out and "checked VirtualMachineInstanceMigration" in out
+    assert "checked VirtualMachine" in out and "checked DataVolume" in out
+    assert f"checked VirtualMachineInstanceMigration {ns}/vm1-send-" in out  # the source one: its VMI exists
+    # the target one: KubeVirt admits it only once the receiving VMI exists (migration-create-admitter.go:124-128)
+    assert f"validated at run time: needs the receiving VMI: VirtualMachineInstanceMigration {ns}/vm1-receive-" in out
     assert "vm1: dry run" in out
     assert not kubevirt_sim.clusters["target"].stores["vm"].list(ns)
     assert not kubevirt_sim.clusters["target"].stores["dv"].list(ns)

@@ -12,7 +12,7 @@ from . import ca
 from . import kube as K
 from .constants import (C_LIVE_MIGRATABLE, CA_BUNDLE_KEY, CM_CA, FEATURE_GATE, FINAL_PHASES,
                         INSTALL_NAMESPACE, LABEL_VMI_NAME)
-from .objects import controlled_by, dig, short_id
+from .objects import controlled_by, dig, now, short_id
 from .pods import Pod, PodTable
 
 log = logging.getLogger("kubevirt_sim")
@@ -47,6 +47,31 @@ class SimCluster:
 
     # ---- setup ----
 
+    # What virt-handler's node-labeller puts on every node (all nodes of both clusters share one CPU),
+    # the labels KubeVirt's migration controller selects the DLM target pod's node by
+    # (pkg/virt-controller/watch/migration/migration.go:913-1004 @v1.9.0).
+    NODE_LABELS = {"kubevirt.io/schedulable": "true",
+                   "host-model-cpu.node.kubevirt.io/Skylake-Client-IBRS": "true",
+                   "cpu-model-migration.node.kubevirt.io/Skylake-Client-IBRS": "true",
+                   "cpu-vendor.node.kubevirt.io/Intel": "true"}
+
+    def ensure_nodes(self) -> None:
+        """The simulated nodes as Node objects, Ready, where the API server serves Nodes (kept between tests)."""
+        for name in self.nodes:
+            node = {"apiVersion": "v1", "kind": "Node",
+                    "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, **self.NODE_LABELS}}}
+            try:
+                self.kube.create(K.NODE, node, "kubevirt-sim")
+            except K.ApiError as e:
+                if e.not_found:
+                    return  # this API server serves no Nodes
+                if not e.conflict:
+                    raise
+            t = now()
+            self.kube.patch(K.NODE, None, name, {"status": {"conditions": [
+                {"type": "Ready", "status": "True", "reason": "KubeletReady", "lastHeartbeatTime": t,
+                 "lastTransitionTime": t}]}}, "kubevirt-sim", status=True)
+
     def bootstrap(self) -> None:
         """Read what the operator would know about itself: its sync address and its own CA."""
         kvs, _ = self.kube.list(K.KUBEVIRT)
@@ -68,6 +93,7 @@ class SimCluster:
             except (ca.PemError, OSError):
                 pass
         self.own_ca = certs[0] if certs else None  # MergeCABundle keeps the own CA first (SEC:687-747)
+        self.ensure_nodes()
 
     def start_watches(self) -> None:
         for kind, store in self.stores.items():

@@ -48,6 +48,7 @@ DV = Resource("cdi.kubevirt.io", "v1beta1", "datavolumes", "DataVolume", True)
 PVC = Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True)
 CONFIGMAP = Resource("", "v1", "configmaps", "ConfigMap", False)
 SECRET = Resource("", "v1", "secrets", "Secret", False)
+NODE = Resource("", "v1", "nodes", "Node", True)
 
 
 class ApiError(Exception):
