@@ -22,6 +22,8 @@ COMMANDS = {
     "status": "kubectl_dlm.commands.status:status",
     "cancel": "kubectl_dlm.commands.cancel:cancel",
     "cleanup": "kubectl_dlm.commands.cleanup:cleanup",
+    "verify": "kubectl_dlm.commands.verify:verify",
+    "retire": "kubectl_dlm.commands.retire:retire",
     "check": "kubectl_dlm.commands.check:check",
     "trust": "kubectl_dlm.commands.trust:trust",
     "version": "kubectl_dlm.commands.version:version",

@@ -14,6 +14,7 @@ TEMPLATE = 7
 FAILED = 10
 TIMED_OUT = 11
 CANCELLED = 12
+NOT_VERIFIED = 13  # `verify`: a fact about a finished move does not hold
 INTERRUPTED = 130
 
 

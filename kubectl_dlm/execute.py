@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from kubectl_dlm import bundle as bundle_mod
-from kubectl_dlm import checks, clean, errors, follow, inventory, kube, load, pipeline, trust
+from kubectl_dlm import aftercare, checks, clean, errors, follow, inventory, kube, load, pipeline, trust
 from kubectl_dlm.engine import REFUSED, Engine, Run
+from kubectl_dlm.manage import Sides
 from kubectl_dlm.model import (
     ANN_COPY_OF, LABEL_MIGRATION_ID, MANAGED_BY, MANAGER, PHASE_SIDE, PHASES, Obj, Settings, meta,
 )
@@ -58,14 +59,23 @@ def _metrics(options: FollowOptions, reporter: Reporter):
     return Prometheus(options.prometheus_url)
 
 
-def migrate(request, options: FollowOptions, skip_checks: bool = False) -> int:
+def migrate(request, options: FollowOptions, skip_checks: bool = False,
+            after: Optional[aftercare.AfterOptions] = None) -> int:
+    after = after or aftercare.AfterOptions()
     reporter = Reporter(options.output)
     planned = pipeline.plan_each(request)
     source, target = planned.clusters["source"], planned.clusters["target"]
+    sides = Sides(source, target, planned.settings.source_namespace, planned.settings.target_namespace)
     renderer = Renderer(request.template_dir)
     runs: List[Run] = []
     refused: List[Run] = []
+    stale: Dict[str, Any] = {}
     for name, vm_plan in planned.plans.items():
+        if not isinstance(vm_plan, errors.DlmError):  # a move back: what an earlier move left there
+            try:
+                vm_plan, stale[name] = aftercare.stale_for(request, sides, vm_plan, after)
+            except errors.DlmError as exc:
+                vm_plan = exc
         if isinstance(vm_plan, errors.DlmError):
             run = Run(vm=name, migration_id="-", docs={}, connect_url=None)
             done = _already_migrated(target, planned.settings.target_namespace, name)
@@ -91,12 +101,44 @@ def migrate(request, options: FollowOptions, skip_checks: bool = False) -> int:
         runs = _checked(request, runs, refused, reporter)
     elif skip_checks:
         reporter.notice("warning: --skip-checks: pre-flight checks were not run")
+    if not options.dry_run:
+        runs = _made_way(sides, runs, stale, after, refused, reporter)
     if runs and source.server != target.server and not options.dry_run:
         _ensure_trust(source, target, reporter)
     engine = Engine(source, target, planned.settings, reporter, timeout=options.timeout,
                     sync_timeout=options.sync_timeout, parallel=options.parallel, dry_run=options.dry_run,
                     metrics=None if options.dry_run else _metrics(options, reporter))
-    return _carry_out(engine, runs, refused, reporter)
+    code = _carry_out(engine, runs, refused, reporter)
+    if code == errors.INTERRUPTED or options.dry_run:
+        return code
+    return _concluded(sides, refused + runs, planned.source, after, reporter, code)
+
+
+def _made_way(sides: Sides, runs: List[Run], stale: Dict[str, Any], after, refused: List[Run], reporter) -> List[Run]:
+    """Before a move back: replace the retired copy an earlier move left, with consent."""
+    kept = []
+    for run in runs:
+        try:
+            aftercare.make_way(sides, run.vm, stale[run.vm], after, reporter.event)
+            kept.append(run)
+        except errors.DlmError as exc:
+            run.outcome, run.message, run.hint = REFUSED, exc.message, exc.hint
+            refused.append(run)
+            reporter.finished(run)
+    return kept
+
+
+def _concluded(sides: Sides, runs: List[Run], source, after, reporter, code: int) -> int:
+    """Verify every VM that moved (and retire its source when asked); exit 13 when a fact fails."""
+    for run in runs:
+        if run.outcome != follow.SUCCEEDED:
+            continue
+        source_vm = source.get("VirtualMachine", sides.source_namespace, run.vm)
+        if not aftercare.conclude(sides, run.vm, run.migration_id, source_vm, after, reporter.event):
+            reporter.notice(f"{run.vm}: moved, but verify fails: see the rows above; "
+                            f"`kubectl dlm verify {run.vm}` with the same flags shows them again")
+            code = code if code != errors.OK else errors.NOT_VERIFIED
+    return code
 
 
 def _already_migrated(target, namespace: str, vm: str) -> Optional[str]:

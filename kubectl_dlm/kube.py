@@ -242,10 +242,22 @@ def apply(cluster: Cluster, obj: Obj, dry_run: bool = False, force: bool = False
     return result or get(cluster, obj["kind"], m.get("namespace"), m["name"]) or obj
 
 
-def delete(cluster: Cluster, kind: str, namespace: str, name: str, dry_run: bool = False) -> bool:
+def merge_patch(cluster: Cluster, kind: str, namespace: str, name: str, body: Obj, dry_run: bool = False) -> Obj:
+    """JSON merge patch, e.g. annotations only. Not server-side apply: an apply by our field manager
+    that leaves out the fields it applied before (a blank DataVolume's spec) would remove them."""
     query = {"dryRun": "All"} if dry_run else None
+    return call(cluster, "PATCH", _path(kind, namespace, name), f"patch {kind} {namespace}/{name}", query=query,
+                body=body, content_type="application/merge-patch+json")
+
+
+def delete(cluster: Cluster, kind: str, namespace: str, name: str, dry_run: bool = False,
+           propagation: Optional[str] = None) -> bool:
+    """Delete; `propagation` Orphan keeps what the object owns (a VM's dataVolumeTemplate disks)."""
+    query: Dict[str, Any] = {"dryRun": "All"} if dry_run else {}
+    if propagation:
+        query["propagationPolicy"] = propagation
     try:
-        call(cluster, "DELETE", _path(kind, namespace, name), f"delete {kind} {namespace}/{name}", query=query)
+        call(cluster, "DELETE", _path(kind, namespace, name), f"delete {kind} {namespace}/{name}", query=query or None)
         return True
     except NotFound:
         return False

@@ -42,6 +42,10 @@ ANN_SOURCE_CLUSTER = f"{PREFIX}/source-cluster"
 ANN_PHASE = f"{PREFIX}/phase"
 ANN_SIDE = f"{PREFIX}/side"
 ANN_COPY_OF = f"{PREFIX}/copy-of"
+# On a source VM (and its disks) retired after a move: where it went, by which migration, when.
+ANN_MIGRATED_TO = f"{PREFIX}/migrated-to"
+ANN_MIGRATION_ID = f"{PREFIX}/migration-id"
+ANN_MIGRATED_AT = f"{PREFIX}/migrated-at"
 
 # CDI's default filesystemOverhead.global since CDI v1.64.0 (pkg/common/common.go:226, DefaultGlobalOverhead).
 CDI_DEFAULT_OVERHEAD = 0.06

@@ -11,6 +11,7 @@ import json
 import re
 from typing import Any, Dict, List, Optional, Tuple
 
+from kubectl_dlm import retire
 from kubectl_dlm.checks.facts import CLUSTER_KINDS, COLLISION_KINDS, FAIL, PASS, UNKNOWN, WARN, Check, Facts
 from kubectl_dlm.errors import DlmError
 from kubectl_dlm.model import LABEL_MIGRATION_ID, MANAGED_BY, MANAGER, Obj, meta
@@ -54,7 +55,7 @@ def _is_ours(obj: Obj, migration_id: str, found: Dict[Tuple[str, str, str], Obj]
 def check_collisions(facts: Facts, name: str, vm_plan: Any, refs: References, migration_id: str, scope: str) -> Check:
     check = "name-collisions"
     s = facts.settings
-    taken, reused, leftovers = [], [], []
+    taken, reused, leftovers, retired = [], [], [], []
     if facts.namespace_exists is None:
         return Check(check, UNKNOWN, f"could not verify: {facts.namespace_error or 'the target was not read'}", "", scope)
     for side, kind, ns, obj_name in _created(facts, name, vm_plan, refs):
@@ -69,7 +70,9 @@ def check_collisions(facts: Facts, name: str, vm_plan: Any, refs: References, mi
             continue
         ours = _is_ours(obj, migration_id, facts.found)
         where = f"{kind} {ns}/{obj_name}" + (" on the source" if side == "source" else "")
-        if ours is True:
+        if ours is not True and retire.is_retired(obj):
+            retired.append(where)  # the stale copy an earlier move left: a move back replaces it
+        elif ours is True:
             reused.append(where)
         elif ours is None:
             leftovers.append((where, (meta(obj).get("labels") or {}).get(LABEL_MIGRATION_ID)))
@@ -82,6 +85,10 @@ def check_collisions(facts: Facts, name: str, vm_plan: Any, refs: References, mi
               ("; " if taken and leftovers else "") + \
               (f"remove the earlier attempt: kubectl dlm cleanup {name} -n {s.source_namespace}" if leftovers else "")
         return Check(check, FAIL, reason, fix, scope)
+    if retired:
+        return Check(check, WARN, f"the retired copy of an earlier move is where this one goes: {', '.join(retired)}",
+                     "`kubectl dlm migrate --replace-retired` deletes it after confirmation (add --keep-retired-disks "
+                     "to keep its disks and give the new ones other claim names)", scope)
     if reused:
         return Check(check, PASS, f"nothing in the way; {len(reused)} object(s) of this migration already exist "
                                   f"and will be reused: {', '.join(reused)}", "", scope)
@@ -122,6 +129,9 @@ def check_macs(facts: Facts, vm: Obj, vmi: Optional[Obj], migration_id: str, sco
     for obj in facts.target_machines:
         if obj.get("kind") == "VirtualMachine" and _is_ours(obj, migration_id, {}) is True:
             skip.add((meta(obj).get("namespace"), meta(obj).get("name")))  # our receiving VM and its VMI
+        if obj.get("kind") == "VirtualMachine" and retire.is_retired(obj) and \
+                (meta(obj).get("namespace"), meta(obj).get("name")) == (s.target_namespace, meta(vm).get("name")):
+            skip.add((s.target_namespace, meta(vm).get("name")))  # this VM's retired copy: replaced by the move
     clashes = []
     for obj in facts.target_machines:
         key = (meta(obj).get("namespace"), meta(obj).get("name"))

@@ -1,0 +1,134 @@
+"""After the move, end to end: verify, retire the source, delete it only when asked.
+
+Two real API servers; KubeVirt played by the simulator, whose VM controller halts only a
+runStrategy Always source (vm.go:987-996) and keeps a Manual source's Succeeded VMI.
+"""
+
+from __future__ import annotations
+
+import json
+
+from kubectl_dlm import errors
+from kubectl_dlm.model import ANN_MIGRATED_TO, ANN_MIGRATION_ID, ANN_MIGRATED_AT
+from tests.e2e.conftest import start_vm
+from tests.sim import scenario
+
+FOLLOW = ("--sync-timeout", "60", "--timeout", "120", "-o", "plain")
+
+
+def test_verify_retire_and_delete_the_source(namespaces, kubevirt_sim, dlm):
+    src, dst = namespaces("source"), namespaces("source")
+    start_vm(kubevirt_sim, "source", src, run_strategy="Once")
+    args = ("--context", "source", "-n", src, "--to-namespace", dst)
+    code, out, err = dlm("migrate", "vm1", *args, *FOLLOW)
+    assert code == errors.OK, out + err
+    code, out, err = dlm("verify", "vm1", *args, "-o", "json")
+    assert code == errors.OK, out + err
+    [verdict] = json.loads(out)
+    facts = {f["fact"]: f for f in verdict["facts"]}
+    assert verdict["passed"] and set(facts) == {"target-running", "migrated-live", "run-strategy-restored",
+                                                "source-stopped", "disks-bound", "firmware-uuid", "mac-addresses"}
+    target_vmim = kubevirt_sim.clusters["source"].stores["vmim"].list(dst)[0]
+    assert target_vmim["metadata"]["uid"] in facts["migrated-live"]["evidence"]
+    assert "runStrategy Once" in facts["source-stopped"]["evidence"]  # KubeVirt did not halt it
+    assert "Once" in facts["run-strategy-restored"]["evidence"]
+
+    code, out, err = dlm("retire", "vm1", *args)
+    assert code == errors.OK, out + err
+    source_vm = kubevirt_sim.get("source", "vm", src, "vm1")
+    assert source_vm["spec"]["runStrategy"] == "Halted"
+    notes = source_vm["metadata"]["annotations"]
+    assert notes[ANN_MIGRATED_TO] == f"source/{dst}/vm1"
+    assert notes[ANN_MIGRATION_ID] == verdict["migrationID"] and notes[ANN_MIGRATED_AT].endswith("Z")
+    for kind in ("dv", "pvc"):
+        assert kubevirt_sim.get("source", kind, src, "vm1-disk")["metadata"]["annotations"][ANN_MIGRATED_TO] == f"source/{dst}/vm1"
+    kubevirt_sim.wait_gone("source", "vmi", src, "vm1")  # Halted: KubeVirt removes the Succeeded VMI
+    code, out, err = dlm("verify", "vm1", *args)
+    assert code == errors.OK and "source VM retired (Halted" in out, out + err
+
+    # deleting is a further step: listed, and refused without a terminal unless --yes
+    code, out, err = dlm("retire", "vm1", *args, "--delete-vm", "--delete-disks")
+    assert code == errors.REFUSED, out + err
+    assert f"VirtualMachine {src}/vm1" in err and f"PersistentVolumeClaim {src}/vm1-disk" in err and "--yes" in err
+    assert kubevirt_sim.get("source", "vm", src, "vm1") is not None
+    code, out, err = dlm("retire", "vm1", *args, "--delete-vm", "--delete-disks", "--yes")
+    assert code == errors.OK, out + err
+    for kind, name in (("vm", "vm1"), ("dv", "vm1-disk"), ("pvc", "vm1-disk")):
+        kubevirt_sim.wait_gone("source", kind, src, name)
+    assert kubevirt_sim.get("source", "vmi", dst, "vm1")["status"]["phase"] == "Running"  # the moved VM is untouched
+    code, out, err = dlm("verify", "vm1", *args)
+    assert code == errors.OK, out + err
+
+
+def test_verify_fails_without_a_live_move_and_retire_refuses(namespaces, kubevirt_sim, dlm):
+    src, dst = namespaces("source"), namespaces("source")
+    start_vm(kubevirt_sim, "source", src)
+    start_vm(kubevirt_sim, "source", dst)  # a VM of that name booted on the target: not a migration
+    args = ("--context", "source", "-n", src, "--to-namespace", dst)
+    code, out, err = dlm("verify", "vm1", *args)
+    assert code == errors.NOT_VERIFIED, out + err
+    assert "NOT verified" in out and "no target migration by kubectl-dlm" in out
+    assert "source VMI is Running" in out  # the old copy runs
+    code, out, err = dlm("retire", "vm1", *args, "--yes", "--delete-vm")
+    assert code == errors.REFUSED and "verify fails" in err, out + err
+    assert kubevirt_sim.get("source", "vm", src, "vm1")["spec"]["runStrategy"] == "Always"
+    assert kubevirt_sim.get("source", "vmi", src, "vm1")["status"]["phase"] == "Running"
+
+
+def _there_and_back_again(sim, dlm, a, b, ns_a, ns_b):
+    """A->B, B->A, A->B, each move verified and its source retired; returns the three outputs."""
+    def where(cluster, ns):
+        return ("--context", cluster, "-n", ns) if cluster else ()
+
+    def to(cluster, ns):
+        return ("--to-context", cluster, "--to-namespace", ns)
+
+    outputs = []
+    code, out, err = dlm("migrate", "vm1", *where(a, ns_a), *to(b, ns_b), "--retire-source", *FOLLOW)
+    assert code == errors.OK, out + err
+    outputs.append(out)
+    retired = sim.get(a, "vm", ns_a, "vm1")
+    assert retired["spec"]["runStrategy"] == "Halted" and retired["metadata"]["annotations"][ANN_MIGRATED_TO] == f"{b}/{ns_b}/vm1"
+
+    # back B->A: the retired copy and its disks sit where the VM goes; never replaced silently
+    back = ("migrate", "vm1", *where(b, ns_b), *to(a, ns_a), "--retire-source", *FOLLOW)
+    code, out, err = dlm(*back)
+    assert code == errors.REFUSED, out + err
+    assert f"the retired copy of an earlier move is where vm1 goes on {a}" in out
+    assert f"VirtualMachine {ns_a}/vm1 (retired: migrated to {b}/{ns_b}/vm1" in out
+    assert f"PersistentVolumeClaim {ns_a}/vm1-disk" in out and "--replace-retired" in out
+    assert sim.get(a, "vm", ns_a, "vm1")["metadata"]["uid"] == retired["metadata"]["uid"]  # nothing deleted
+    assert sim.get(b, "vmi", ns_b, "vm1")["status"]["phase"] == "Running"
+    code, out, err = dlm(*back, "--replace-retired")
+    assert code == errors.OK, out + err
+    assert f"deleted the retired copy's VirtualMachine {ns_a}/vm1" in out
+    outputs.append(out)
+    assert sim.get(a, "vmi", ns_a, "vm1")["status"]["phase"] == "Running"
+    assert sim.get(a, "vm", ns_a, "vm1")["metadata"]["uid"] != retired["metadata"]["uid"]
+    assert sim.get(b, "vm", ns_b, "vm1")["metadata"]["annotations"][ANN_MIGRATED_TO] == f"{a}/{ns_a}/vm1"
+
+    # and A->B again
+    code, out, err = dlm("migrate", "vm1", *where(a, ns_a), *to(b, ns_b), "--retire-source", "--replace-retired", *FOLLOW)
+    assert code == errors.OK, out + err
+    outputs.append(out)
+    assert sim.get(b, "vmi", ns_b, "vm1")["status"]["phase"] == "Running"
+    code, out, err = dlm("verify", "vm1", *where(a, ns_a), *to(b, ns_b))
+    assert code == errors.OK, out + err
+    ids = {line.split("migration ")[1].rstrip(")") for line in out.splitlines() if line.startswith("vm1: verified")}
+    assert len(ids) == 1
+    return outputs
+
+
+def test_move_there_back_and_again_across_clusters(namespaces, kubevirt_sim, dlm):
+    ns = namespaces("source", "target")
+    start_vm(kubevirt_sim, "source", ns)
+    scenario.trust_each_other(kubevirt_sim)
+    outputs = _there_and_back_again(kubevirt_sim, dlm, "source", "target", ns, ns)
+    for out in outputs:
+        assert "verify pass: migrated-live" in out and "verify fail" not in out
+
+
+def test_move_there_back_and_again_within_one_cluster(namespaces, kubevirt_sim, dlm):
+    ns_a, ns_b = namespaces("source"), namespaces("source")
+    start_vm(kubevirt_sim, "source", ns_a)
+    _there_and_back_again(kubevirt_sim, dlm, "source", "source", ns_a, ns_b)
