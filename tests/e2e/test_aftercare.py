@@ -94,9 +94,9 @@ def _there_and_back_again(sim, dlm, a, b, ns_a, ns_b):
     back = ("migrate", "vm1", *where(b, ns_b), *to(a, ns_a), "--retire-source", *FOLLOW)
     code, out, err = dlm(*back)
     assert code == errors.REFUSED, out + err
-    assert f"the retired copy of an earlier move is where vm1 goes on {a}" in out
-    assert f"VirtualMachine {ns_a}/vm1 (retired: migrated to {b}/{ns_b}/vm1" in out
-    assert f"PersistentVolumeClaim {ns_a}/vm1-disk" in out and "--replace-retired" in out
+    assert f"error: vm1: refused: the retired copy of an earlier move is where vm1 goes on {a}" in err
+    assert f"VirtualMachine {ns_a}/vm1 (retired: migrated to {b}/{ns_b}/vm1" in err
+    assert f"PersistentVolumeClaim {ns_a}/vm1-disk" in err and "hint: pass --replace-retired" in err
     assert sim.get(a, "vm", ns_a, "vm1")["metadata"]["uid"] == retired["metadata"]["uid"]  # nothing deleted
     assert sim.get(b, "vmi", ns_b, "vm1")["status"]["phase"] == "Running"
     code, out, err = dlm(*back, "--replace-retired")
