@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
-from kubectl_dlm import disks, follow, kube
+from kubectl_dlm import diagnosis, disks, follow, kube
 from kubectl_dlm.errors import Conflict, DlmError
 from kubectl_dlm.model import (
     COPIED_KINDS, LABEL_MIGRATION_ID, LABEL_VM, MANAGED_BY, MANAGER, Obj, Settings, meta,
@@ -238,13 +238,32 @@ class Engine:
             self._finish(run, result.outcome, result.message, result.hint)
             return
         if self.sync_timeout and run.sent_at and follow.sync_stalled(run.view) and now - run.sent_at > self.sync_timeout:
-            why = "; ".join(f"{side}: {msg}" for side, msg in result.blocked) or "no condition reported"
-            cause, fix = follow.explain(why)
+            found = diagnosis.diagnose(self._evidence(run))
             self._finish(run, follow.TIMED_OUT,
-                         f"the two sides did not connect within {int(self.sync_timeout)}s ({why})"
-                         + (f" - likely cause: {cause}" if cause else ""),
-                         (fix + "; " if fix else "") + f"the migration was left as it is: keep waiting with "
+                         f"the two sides did not connect within {int(self.sync_timeout)}s: {found.why}"
+                         + (f" - likely cause: {found.cause}" if found.cause else ""),
+                         (found.fix + "; " if found.fix else "") + f"the migration was left as it is: keep waiting with "
                          f"`kubectl dlm status {run.vm} --watch`, or stop it with `kubectl dlm cancel {run.vm}`")
+
+    def _evidence(self, run: Run) -> diagnosis.Evidence:
+        """Read now what explains a stall: both VMIs (their failure condition, the source's migrationState)
+        and the Events about our objects on each side. The VMIMs are the watches' current copies."""
+        import datetime as dt
+
+        evidence = diagnosis.Evidence(read_at=dt.datetime.now(dt.timezone.utc), source_vmim=run.view.source_vmim,
+                                      target_vmim=run.view.target_vmim, target_vmi=run.view.target_vmi)
+        names = {run.vm} | {meta(o).get("name") for o in (run.view.source_vmim, run.view.target_vmim) if o}
+        for side, cluster, ns in (("source", self.source, self.settings.source_namespace),
+                                  ("target", self.target, self.settings.target_namespace)):
+            try:
+                if side == "source":
+                    evidence.source_vmi = kube.get(cluster, "VirtualMachineInstance", ns, run.vm)
+                for event in kube.list_objects(cluster, "Event", ns):
+                    if (event.get("involvedObject") or {}).get("name") in names:
+                        evidence.events.append((side, event))
+            except DlmError:
+                continue  # e.g. no permission to list Events: diagnose from the rest
+        return evidence
 
     def _dry_run(self, run: Run) -> List[str]:
         """Send every object with dryRun=All that an API server can judge now; return what only the real

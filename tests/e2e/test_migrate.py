@@ -76,6 +76,9 @@ def test_stall_ends_in_sync_timeout_with_the_cause(namespaces, kubevirt_sim, dlm
     assert code == errors.TIMED_OUT, out + err
     assert "did not connect within 5s" in err and err.startswith("error: vm1: timed out: ")
     assert "cannot be reached" in err  # the plain-words cause of the dial error
+    # the evidence, each with its age (KubeVirt keeps a blocked condition's first message), read now
+    assert "source VMI DecentralizedLiveMigrationFailure: rpc error: " in err and "(first reported " in err
+    assert "source VMI migrationState: targetState.syncAddress=192.0.2.20:9185" in err and " UTC) - likely cause" in err
     assert "kubectl dlm cancel vm1" in err
     # left as it is: both migrations still exist
     assert kubevirt_sim.clusters["source"].stores["vmim"].list(ns)
