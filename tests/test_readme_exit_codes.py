@@ -82,7 +82,7 @@ ROWS = [
     ("`name VMs or pass -l, not both`", ["render", "vm1", "-l", "a=b", "-f", str(FIXTURES / "pvc-volumes.yaml")]),
     ("`--storage-class-map 'x' is not SRC=DST`", ["render", "-f", str(FIXTURES / "pvc-volumes.yaml"),
                                                   "--storage-class-map", "x"]),
-    ("`--connect-url … has a scheme`", ["render", "-f", str(FIXTURES / "pvc-volumes.yaml"),
+    ("`--connect-url … has a URL scheme`", ["render", "-f", str(FIXTURES / "pvc-volumes.yaml"),
                                          "--connect-url", "https://a:1"]),
     ("`context X not found in …`", ["render", "vm1", "--context", "nowhere", "--kubeconfig", "{kubeconfig}"]),
     ("`cannot load kubeconfig …`", ["render", "vm1", "--kubeconfig", "/nonexistent/config"]),
