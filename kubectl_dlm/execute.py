@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 from kubectl_dlm import bundle as bundle_mod
 from kubectl_dlm import aftercare, checks, clean, errors, follow, inventory, kube, load, pipeline, trust
@@ -29,7 +29,7 @@ SEVERITY = (follow.FAILED, follow.TIMED_OUT, follow.CANCELLED, REFUSED)
 class FollowOptions:
     timeout: Optional[float] = None
     sync_timeout: Optional[float] = None
-    parallel: int = 1
+    parallel: Union[int, str] = 1  # or "auto"
     prometheus_url: Optional[str] = None
     output: str = "auto"
     dry_run: bool = False
@@ -106,7 +106,8 @@ def migrate(request, options: FollowOptions, skip_checks: bool = False,
     if runs and source.server != target.server and not options.dry_run:
         _ensure_trust(source, target, reporter)
     engine = Engine(source, target, planned.settings, reporter, timeout=options.timeout,
-                    sync_timeout=options.sync_timeout, parallel=options.parallel, dry_run=options.dry_run,
+                    sync_timeout=options.sync_timeout, dry_run=options.dry_run,
+                    parallel=_parallel(options, source, target, planned.settings, runs, reporter),
                     metrics=None if options.dry_run else _metrics(options, reporter))
     code = _carry_out(engine, runs, refused, reporter)
     if code == errors.INTERRUPTED or options.dry_run:
@@ -139,6 +140,32 @@ def _concluded(sides: Sides, runs: List[Run], source, after, reporter, code: int
                             f"`kubectl dlm verify {run.vm}` with the same flags shows them again")
             code = code if code != errors.OK else errors.NOT_VERIFIED
     return code
+
+
+def _parallel(options: FollowOptions, source, target, settings: Settings, runs: List[Run], reporter: Reporter) -> int:
+    """--parallel N as given; --parallel auto from the clusters' KubeVirt CRs and the VMs' nodes."""
+    if options.parallel != "auto":
+        return int(options.parallel)
+    from kubectl_dlm import parallelism
+
+    def kubevirt(cluster):
+        try:
+            found = kube.list_objects(cluster, "KubeVirt")
+        except errors.DlmError as exc:  # e.g. forbidden: KubeVirt's defaults are still a sound guess
+            reporter.notice(f"--parallel auto: {exc.message}; assuming KubeVirt's default limits")
+            return None
+        return found[0] if found else None
+
+    nodes = []
+    for run in runs:
+        vmi = kube.get(source, "VirtualMachineInstance", settings.source_namespace, run.vm)
+        nodes.append(((vmi or {}).get("status") or {}).get("nodeName") or "")
+    same = source.server == target.server
+    source_kubevirt = kubevirt(source)
+    target_kubevirt = source_kubevirt if same else kubevirt(target)
+    chosen, why = parallelism.auto(source_kubevirt, target_kubevirt, same, nodes)
+    reporter.notice(f"--parallel auto: {chosen} at a time ({why})")
+    return chosen
 
 
 def _already_migrated(target, namespace: str, vm: str) -> Optional[str]:
@@ -244,7 +271,8 @@ def apply_bundle(directory: Path, source, target, options: FollowOptions, connec
         run.make_send = _send_builder(renderer, settings, run.vm, run.migration_id)
     _copy_secrets(index, source, target, reporter, options.dry_run)
     engine = Engine(source, target, settings, reporter, timeout=options.timeout, sync_timeout=options.sync_timeout,
-                    parallel=options.parallel, dry_run=options.dry_run,
+                    parallel=_parallel(options, source, target, settings, list(runs.values()), reporter),
+                    dry_run=options.dry_run,
                     metrics=None if options.dry_run else _metrics(options, reporter))
     return _carry_out(engine, list(runs.values()), [], reporter)
 

@@ -119,3 +119,26 @@ def check_connect_url(url: Optional[str]) -> Optional[str]:
     except sync_address.AddressError as exc:
         raise UsageError(f"--connect-url {exc}", f"examples: {sync_address.EXAMPLES} (it is a gRPC target)") from None
     return url
+
+
+class ParallelType(click.ParamType):
+    """A positive number of VMs, or `auto` (the clusters' own migration limits, see parallelism.py)."""
+
+    name = "N|auto"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        if value == "auto" or isinstance(value, int) and value >= 1:
+            return value
+        try:
+            number = int(str(value))
+        except ValueError:
+            number = 0
+        if number < 1:
+            self.fail(f"{value!r} is neither a positive number nor 'auto'", param, ctx)
+        return number
+
+
+parallel_option = click.option(
+    "--parallel", type=ParallelType(), default=1, show_default=True,
+    help="VMs migrated at the same time; auto: as many as the clusters' parallelMigrationsPerCluster and "
+         "parallelOutboundMigrationsPerNode let run.")

@@ -25,13 +25,13 @@ from kubectl_dlm.checks.cluster_rules import (check_access, check_dlm_enabled, c
                                               cluster_scope, expiry_row, parse_version)
 from kubectl_dlm.checks.facts import FAIL, PASS, STATUSES, UNKNOWN, WARN, Access, Check, ClusterFacts, Facts, Report
 from kubectl_dlm.checks.gather import gather, required_access
-from kubectl_dlm.checks.table import format_table
+from kubectl_dlm.checks.table import format_report, format_table
 from kubectl_dlm.checks.vm_rules import (check_migratable_conditions, check_networks, check_other_migrations,
                                          check_persistent_state, check_running, check_storage_classes, check_vm,
                                          check_volumes)
 
 __all__ = [
-    "run_checks", "evaluate", "gather", "required_access", "format_table",
+    "run_checks", "evaluate", "gather", "required_access", "format_table", "format_report",
     "Check", "Report", "Access", "ClusterFacts", "Facts", "PASS", "WARN", "FAIL", "UNKNOWN", "STATUSES",
     "cluster_scope", "check_dlm_enabled", "check_version", "parse_version", "classify_address", "check_sync_addresses",
     "check_trust", "expiry_row", "check_access", "check_target_namespace",

@@ -1,10 +1,12 @@
-"""The terminal table of `kubectl dlm check` (--output json is Report.to_dict): layout kept out of the rules."""
+"""What `kubectl dlm check -o ...` prints (json/yaml are Report.to_dict): layout kept out of the rules."""
 
 from __future__ import annotations
 
 from typing import Optional
 
+from kubectl_dlm import formats
 from kubectl_dlm.checks.facts import FAIL, PASS, UNKNOWN, WARN, Report
+from kubectl_dlm.formats import Column
 
 
 def format_table(report: Report, width: Optional[int] = None) -> str:
@@ -27,8 +29,26 @@ def format_table(report: Report, width: Optional[int] = None) -> str:
         lines.extend(" " * indent + more for more in wrapped[1:])
         if row.fix and row.status != PASS:
             lines.append(" " * indent + "fix: " + row.fix)  # not wrapped: it often holds a command to copy
+    return "\n".join(lines) + "\n\n" + summary(report)
+
+
+COLUMNS = (Column("STATUS", "status"), Column("CHECK", "name"), Column("FOR", "scope"), Column("REASON", "reason"),
+           Column("FIX", "fix", wide_only=True))
+
+
+def summary(report: Report) -> str:
     counts = report.counts()
-    lines.append("")
-    lines.append(f"{counts[FAIL]} failed, {counts[WARN]} warning(s), {counts[UNKNOWN]} could not be verified, "
-                 f"{counts[PASS]} passed")
-    return "\n".join(lines) + "\n"
+    return (f"{counts[FAIL]} failed, {counts[WARN]} warning(s), {counts[UNKNOWN]} could not be verified, "
+            f"{counts[PASS]} passed\n")
+
+
+def format_report(report: Report, fmt: str) -> str:
+    """The report in one of formats.FORMATS."""
+    if fmt in ("json", "yaml"):
+        return formats.document(report.to_dict(), fmt)
+    rows = [row.to_dict() for row in report.rows]
+    if fmt == "wide":
+        return formats.grid(COLUMNS, rows, wide=True) + "\n" + summary(report)
+    if fmt == "markdown":
+        return formats.markdown(COLUMNS, rows) + "\n" + summary(report)
+    return format_table(report)

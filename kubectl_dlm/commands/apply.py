@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from kubectl_dlm.commands.follow_options import follow_options
+from kubectl_dlm.options import parallel_option
 
 EXAMPLES = """
 \b
@@ -15,6 +16,9 @@ Examples:
   git add migration/my-vm && git commit   # review it in a pull request
   kubectl dlm apply -f migration/my-vm
   kubectl dlm apply -f migration/my-vm --connect-url 10.0.0.5:9185   # a routable address of your own
+\b
+  # A bundle of many VMs, as many at once as the clusters' migration limits allow:
+  kubectl dlm apply -f migration/web --parallel auto
 """
 
 
@@ -29,7 +33,7 @@ Examples:
               help="Target synchronization address for the source migration: host:port, [v6]:port or dns:///host:port "
                    "(default: the target migration's live address, read when the source migration is sent).")
 @follow_options
-@click.option("--parallel", type=click.IntRange(min=1), default=1, show_default=True)
+@parallel_option
 @click.option("--dry-run", type=click.Choice(("server",)), default=None, help="server: validate on the API servers only.")
 def apply(directory, kubeconfig, context, to_context, to_kubeconfig, connect_url, timeout, sync_timeout, prometheus_url,
           output, parallel, dry_run) -> int:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from kubectl_dlm import errors
+from kubectl_dlm.formats import output_option
 from kubectl_dlm.options import mapping_options, selection_options, source_options, target_options
 
 EXAMPLES = """
@@ -21,6 +20,9 @@ Examples:
   # For automation: one JSON document; exit code 3 when a check failed:
   kubectl dlm check my-vm -n prod --to-namespace prod-b -o json | jq '.checks[] | select(.status=="fail")'
 \b
+  # For a change ticket: a Markdown table with every column:
+  kubectl dlm check my-vm -n prod --to-context east -o markdown > check.md
+\b
 Statuses: pass; warn (works, with a caveat); fail (the migration would fail: fix it first);
 unknown (could not verify, e.g. the server cannot answer an access review: never counted as pass).
 Nothing is created or changed, and no connection is opened to a synchronization address.
@@ -33,8 +35,7 @@ Exit codes: 0 nothing failed, 3 a check failed, 4 VM not found, 6 a cluster is u
 @source_options
 @target_options
 @mapping_options
-@click.option("-o", "--output", type=click.Choice(("table", "json")), default="table", show_default=True,
-              help="table: one row per check; json: one document for automation.")
+@output_option("one row per check, the fix below each row that needs one")
 def check(output, **flags) -> int:
     """Check that the VMs can be migrated, before anything is created.
 
@@ -47,8 +48,5 @@ def check(output, **flags) -> int:
 
     request = pipeline.Request.from_flags(flags, secrets=flags["secrets"] or "include")
     report = checks.run_checks(request)
-    if output == "json":
-        click.echo(json.dumps(report.to_dict(), indent=2))
-    else:
-        click.echo(checks.format_table(report), nl=False)
+    click.echo(checks.format_report(report, output), nl=False)
     return errors.REFUSED if report.failed else errors.OK

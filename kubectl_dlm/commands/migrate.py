@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from kubectl_dlm.commands.follow_options import follow_options
-from kubectl_dlm.options import mapping_options, selection_options, source_options, target_options
+from kubectl_dlm.options import mapping_options, parallel_option, selection_options, source_options, target_options
 
 EXAMPLES = """
 \b
@@ -15,6 +15,9 @@ Examples:
 \b
   # Evacuate every VM labelled app=web to another cluster, three at a time:
   kubectl dlm migrate -l app=web -n prod --to-context east --parallel 3
+\b
+  # As many at once as the clusters' own migration limits let run:
+  kubectl dlm migrate -l app=web -n prod --to-context east --parallel auto
 \b
   # Let the API servers validate everything, change nothing:
   kubectl dlm migrate my-vm -n prod --to-context east --dry-run=server
@@ -37,7 +40,7 @@ way, see --replace-retired), 10 failed, 11 timed out, 12 cancelled, 13 moved but
 @target_options
 @mapping_options
 @follow_options
-@click.option("--parallel", type=click.IntRange(min=1), default=1, show_default=True, help="VMs migrated at the same time.")
+@parallel_option
 @click.option("--dry-run", type=click.Choice(("server",)), default=None,
               help="server: send every object with dryRun; nothing is changed.")
 @click.option("--skip-checks", is_flag=True, help="Do not run the pre-flight checks first (not recommended).")

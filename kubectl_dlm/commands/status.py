@@ -2,40 +2,51 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
-from kubectl_dlm.commands.follow_options import follow_options
+from kubectl_dlm.commands.follow_options import follow_flags
+from kubectl_dlm.formats import output_option
 from kubectl_dlm.options import source_options, target_options
 
+EXAMPLES = """
+\b
+Examples:
+  kubectl dlm status my-vm -n prod --to-context east
+  kubectl dlm status my-vm -n prod --to-namespace prod-b --watch
+\b
+  # Every column, or a table for a change ticket:
+  kubectl dlm status vm-1 vm-2 -n prod --to-context east -o wide
+  kubectl dlm status my-vm -n prod --to-context east -o markdown >> ticket.md
+\b
+With --watch, -o table/wide is the live display and -o json one event per line.
+Exit codes: 0 ok, 4 no migration of the VM found, 10 a migration failed.
+"""
 
-@click.command(epilog="\b\nExamples:\n  kubectl dlm status my-vm -n prod --to-context east\n"
-                      "  kubectl dlm status my-vm -n prod --to-namespace prod-b --watch")
+# -o for --watch: the live display (auto: lines that update on a terminal) or JSON events.
+WATCH_OUTPUT = {"table": "auto", "wide": "auto", "json": "json"}
+
+
+@click.command(epilog=EXAMPLES)
 @click.argument("vms", nargs=-1, required=True, metavar="VM...")
 @source_options
 @target_options
 @click.option("-w", "--watch", is_flag=True, help="Follow the migration until it ends.")
-@follow_options
+@follow_flags
+@output_option("one row per VM, what blocks it below the row")
 def status(vms, kubeconfig, context, namespace, to_context, to_kubeconfig, to_namespace, watch,
            timeout, sync_timeout, prometheus_url, output) -> int:
     """Show the phase of each side, blocking conditions in plain words, and the outcome."""
-    from kubectl_dlm import errors, execute, manage
+    from kubectl_dlm import errors, execute, manage, status_view
 
+    if watch and output not in WATCH_OUTPUT:
+        raise errors.UsageError(f"--watch prints a live display or JSON events, not -o {output}",
+                                "use -o table or -o json with --watch, or leave out --watch")
     sides = manage.connect(kubeconfig, context, namespace, to_context, to_kubeconfig, to_namespace, vms)
     if watch:
         return _watch(sides, vms, execute.FollowOptions(timeout=timeout, sync_timeout=sync_timeout,
-                                                        prometheus_url=prometheus_url, output=output))
+                                                        prometheus_url=prometheus_url, output=WATCH_OUTPUT[output]))
     rows = [manage.status(sides, vm) for vm in vms]
-    if output == "json":
-        click.echo(json.dumps([row.__dict__ for row in rows], indent=2, sort_keys=True))
-    else:
-        for row in rows:
-            click.echo(f"{row.vm}: {row.outcome} (migration {row.migration_id})\n"
-                       f"  source migration: {row.source_phase}\n  target migration: {row.target_phase}\n"
-                       f"  target VMI: {row.target_vmi_phase}")
-            for detail in row.details:
-                click.echo(f"  {detail}")
+    click.echo(status_view.format_rows(rows, output), nl=False)
     failed = {r.outcome for r in rows}
     return errors.FAILED if "failed" in failed else 0
 

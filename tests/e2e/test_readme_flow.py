@@ -44,7 +44,8 @@ def test_readme_same_cluster_flow_with_kubectl(clusters, namespaces, kubevirt_si
     sh(f"kubectl wait vmi/my-vm -n {dst} --for=jsonpath='{{.status.phase}}'=WaitingForSync --timeout=60s", env)
     sh(f"kubectl dlm render {flags} --phase receive | kubectl apply -f -", env)
     sh(f"kubectl dlm render {flags} --phase send | kubectl apply -f -", env)
-    sh(f"kubectl dlm status {flags} --watch --timeout 120 -o plain", env)
+    sh(f"kubectl dlm status {flags} --watch --timeout 120", env)  # not a terminal: timestamped lines
+    assert sh(f"kubectl dlm status {flags} -o wide", env).splitlines()[1].split()[:2] == ["my-vm", "succeeded"]
     vm = kubevirt_sim.wait_for("source", "vm", dst, "my-vm",
                                lambda o: o is not None and o["spec"].get("runStrategy") == "Always", 30, "restored")
     assert vm["metadata"]["annotations"]["kubevirt.io/restore-run-strategy"] == "Always"
