@@ -16,6 +16,7 @@ METRICS = {
     "processed": "kubevirt_vmi_migration_data_processed_bytes",
     "remaining": "kubevirt_vmi_migration_data_remaining_bytes",
     "rate": "kubevirt_vmi_migration_memory_transfer_rate_bytes",
+    "dirty_rate": "kubevirt_vmi_migration_dirty_memory_rate_bytes",  # for the convergence verdict
 }
 
 

@@ -9,7 +9,7 @@ import time
 from datetime import datetime, timezone
 from typing import IO, Any, Dict, List, Optional
 
-from kubectl_dlm import follow
+from kubectl_dlm import convergence, follow
 
 
 def human_bytes(n: float) -> str:
@@ -53,6 +53,7 @@ class Reporter:
         self.lines: Dict[str, str] = {}
         self.drawn = 0
         self.said: set = set()
+        self.convergence = convergence.Tracker()
 
     def _emit(self, payload: Dict[str, Any]) -> None:
         payload = {"time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), **payload}
@@ -94,7 +95,11 @@ class Reporter:
             self._print(message)
 
     def update(self, run, result: follow.Assessment, elapsed: float, progress: Optional[Dict[str, float]]) -> None:
+        if progress:
+            self._judge(run.vm, progress)
         line = describe(result, elapsed, progress)
+        if progress and self.convergence.current(run.vm) == convergence.NOT_CONVERGING:
+            line += " - not converging"
         key = describe(result, 0, None)  # what changed, ignoring the clock
         if self.mode == "tty":
             self.lines[run.vm] = line
@@ -110,6 +115,17 @@ class Reporter:
                         "blocked": [{"side": s, "message": m} for s, m in result.blocked], "progress": progress or {}})
         else:
             self._print(f"{run.vm}: {line}")
+
+    def _judge(self, vm: str, progress: Dict[str, float]) -> None:
+        """Say once, when it changes, whether the migration converges (convergence.py)."""
+        verdict = self.convergence.observe(vm, time.monotonic(), progress)
+        if verdict is None:
+            return
+        if self.mode == "json":
+            self._emit({"vm": vm, "event": "convergence", **verdict.to_dict()})
+            return
+        text = f"{vm}: {verdict.state.replace('-', ' ')}: {verdict.reason}"
+        self._print(text + (f"\n  would help: {verdict.advice}" if verdict.advice else ""))
 
     def finished(self, run) -> None:
         """The result on stdout (an event with -o json); an error or refusal also on stderr, with its hint."""

@@ -196,3 +196,20 @@ def test_progress_read_from_prometheus(namespaces, kubevirt_sim, dlm, prometheus
     assert progress, out
     assert any(p.get("processed", 0) > 0 for p in progress) and any("remaining" in p for p in progress)
     assert events[-1]["event"] == "finished" and events[-1]["outcome"] == "succeeded"
+
+
+def test_a_migration_that_cannot_converge_is_called_out(namespaces, kubevirt_sim, dlm, prometheus):
+    """The guest dirties memory faster than it is sent: said once, early, with what would help."""
+    src, dst = namespaces("source"), namespaces("source")
+    start_vm(kubevirt_sim, "source", src)
+    kubevirt_sim.faults.transfer_seconds = 40
+    kubevirt_sim.faults.transfer_bytes = 4 * 2**30  # ~102 MiB/s sent
+    kubevirt_sim.faults.dirty_rate = 200 * 2**20
+    code, out, err = dlm("migrate", "vm1", "--context", "source", "-n", src, "--to-namespace", dst,
+                         "--prometheus-url", prometheus, "--timeout", "120", "-o", "json")
+    assert code == errors.OK, out + err  # the simulator lets it finish when its time is up
+    events = [json.loads(line) for line in out.splitlines()]
+    verdicts = [e for e in events if e.get("event") == "convergence"]
+    assert [v["verdict"] for v in verdicts] == ["not-converging"], out
+    assert verdicts[0]["reason"].startswith("the guest dirties memory at 200.0 MiB/s, as fast as or faster than the ")
+    assert "allowPostCopy" in verdicts[0]["advice"] and "bandwidthPerMigration" in verdicts[0]["advice"]

@@ -27,6 +27,9 @@ class Faults:
         self.sim = sim
         self.transfer_seconds: float = 1.0
         self.transfer_bytes: int | None = None
+        # bytes/s the guest dirties during the next transfers; at or above the transfer rate pre-copy cannot
+        # converge: the remaining bytes stop falling (at STALL_AT) until the transfer's time is up
+        self.dirty_rate: int = 0
         self.fail_target_at: float | None = None
         self.fail_source_at: float | None = None
         self.dial_timeout: float = 0.5  # a blocked ("timeout") peer answers after this, not gRPC's 30 s

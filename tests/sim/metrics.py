@@ -32,7 +32,7 @@ def _sample(t) -> dict:
     """One consistent reading of a transfer (libvirt's domain job info)."""
     processed = int(t.total_bytes * t.fraction())
     return {"total": t.total_bytes, "processed": processed, "remaining": t.total_bytes - processed,
-            "rate": t.rate, "dirty_rate": 0}
+            "rate": t.rate, "dirty_rate": t.dirty_rate}
 
 
 def render(transfers) -> str:

@@ -11,6 +11,9 @@ import time
 from dataclasses import dataclass
 
 
+STALL_AT = 0.25  # where a transfer that cannot converge (faults.dirty_rate) stops making progress
+
+
 @dataclass(frozen=True)
 class Endpoint:
     cluster: str
@@ -29,11 +32,13 @@ class Transfer:
         self.reason = ""
         self.ended = 0.0
         self._fraction_at_end: float | None = None
+        self.dirty_rate = 0  # bytes/s (faults.dirty_rate when it started)
 
     def fraction(self) -> float:
         if self._fraction_at_end is not None:
             return self._fraction_at_end
-        return min(1.0, (time.monotonic() - self.started) / self.seconds)
+        done = min(1.0, (time.monotonic() - self.started) / self.seconds)
+        return min(done, STALL_AT) if self.dirty_rate >= self.rate else done
 
     def end(self, state: str, reason: str = "") -> bool:
         if self.state != "running":
@@ -79,6 +84,7 @@ class Fabric:
             if tgt is None:
                 return None
             t = Transfer(src, tgt, migration, total_bytes, seconds)
+            t.dirty_rate = self.sim.faults.dirty_rate
             self._transfers.append(t)
         self.sim.scheduler.call_later(t.seconds, self._finish, t)
         self.sim.faults.arm_transfer(t)
