@@ -26,6 +26,7 @@ COMMANDS = {
     "retire": "kubectl_dlm.commands.retire:retire",
     "check": "kubectl_dlm.commands.check:check",
     "trust": "kubectl_dlm.commands.trust:trust",
+    "rbac": "kubectl_dlm.commands.rbac:rbac",
     "version": "kubectl_dlm.commands.version:version",
     "completion": "kubectl_dlm.commands.completion:completion",
     "__complete": "kubectl_dlm.commands.completion:complete",

@@ -31,7 +31,7 @@ from kubectl_dlm.checks.vm_rules import (check_migratable_conditions, check_netw
                                          check_volumes)
 
 __all__ = [
-    "run_checks", "evaluate", "gather", "required_access", "format_table", "format_report",
+    "run_checks", "gather_for", "evaluate", "gather", "required_access", "format_table", "format_report",
     "Check", "Report", "Access", "ClusterFacts", "Facts", "PASS", "WARN", "FAIL", "UNKNOWN", "STATUSES",
     "cluster_scope", "check_dlm_enabled", "check_version", "parse_version", "classify_address", "check_sync_addresses",
     "check_trust", "expiry_row", "check_access", "check_target_namespace",
@@ -54,6 +54,16 @@ def run_checks(request: Any, *, now: Optional[dt.datetime] = None, access_review
     report = Report(rows=evaluate(facts, now or pem.now()), plan=facts.plan, source=source)
     report.clusters = {k: v for k, v in (("source", source_cluster), ("target", target_cluster)) if v is not None}
     return report
+
+
+def gather_for(request: Any) -> Facts:
+    """The facts `check` judges, without the access reviews: what `kubectl dlm rbac` grants."""
+    from kubectl_dlm import pipeline
+
+    source, source_cluster, namespace, names = pipeline.read_source(request)
+    target_cluster = pipeline.connect_target(request, source_cluster)
+    settings = pipeline.make_settings(request, namespace, source_cluster, target_cluster)
+    return gather(source, names, settings, source_cluster, target_cluster, access_reviews=False)
 
 
 def evaluate(facts: Facts, now: dt.datetime) -> List[Check]:

@@ -110,6 +110,7 @@ class Facts:
     source_nodes: Dict[str, Tuple[Optional[Obj], str]] = field(default_factory=dict)  # node name -> (Node, why not read)
     plan: Optional[Plan] = None
     vm_plans: Dict[str, Any] = field(default_factory=dict)  # vm -> VMPlan or the DlmError that refused it
+    required: Dict[str, List[Access]] = field(default_factory=dict)  # side -> what the migration does there (rbac)
 
 
 def qualify(network: str, namespace: str) -> str:

@@ -83,8 +83,8 @@ def gather(source: Source, names: List[str], settings: Settings, source_cluster:
         if all(not isinstance(p, DlmError) for p in facts.vm_plans.values()):
             facts.vm_plans["*"] = whole  # a batch-level refusal (e.g. the target is the source)
 
+    facts.required = needed = required_access(facts, refs)
     if access_reviews:
-        needed = required_access(facts, refs)
         for role, cluster in sides.items():
             if cluster is None:
                 continue
