@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 
@@ -56,7 +57,7 @@ def test_without_an_api_server_every_offline_row_is_measured(tmp_path):
     for label, goal in (("startup: kubectl dlm --help", ["-"]), ("render --example", ["<=", "1.5x"])):
         line = row(lines, label)
         assert "python -c" in line and line.split()[-len(goal):] == goal
-        assert line.split()[-len(goal) - 1].endswith("x")  # the ratio
+        assert re.search(r"\d\.\d\dx \(CPU \d\.\d\dx\)", line)  # the ratios: wall time, CPU time
     assert "ms/VM" in row(lines, "render -f of a 2-VM export (JSON)")
     assert "skipped: --no-live" in row(lines, "live render (one VM, a batch)")
     assert "skipped: --no-live" in row(lines, "migrate (time over the transfer)")
@@ -69,6 +70,7 @@ def test_with_the_test_api_server_every_live_and_migrate_row_is_measured(tmp_pat
                       "--transfer-seconds", "0.5", env=env, timeout=900)
     assert not [line for line in lines if "skipped" in line or "failed:" in line], "\n".join(lines)
     assert "client floor" in row(lines, "live render VM (1 VM)")
+    assert re.search(r"x \(CPU \d\.\d\dx\)", row(lines, "live render VM (1 VM)"))
     batch = row(lines, "live render -l, 2 VMs")
     assert "kubectl get -o yaml" in batch and "ms/VM" in batch
     assert "MB" in row(lines, "  peak memory")
