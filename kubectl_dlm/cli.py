@@ -27,6 +27,7 @@ COMMANDS = {
     "check": "kubectl_dlm.commands.check:check",
     "trust": "kubectl_dlm.commands.trust:trust",
     "rbac": "kubectl_dlm.commands.rbac:rbac",
+    "report": "kubectl_dlm.commands.report:report",
     "version": "kubectl_dlm.commands.version:version",
     "completion": "kubectl_dlm.commands.completion:completion",
     "__complete": "kubectl_dlm.commands.completion:complete",
