@@ -12,10 +12,10 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from kubectl_dlm.errors import Conflict, UsageError
-from kubectl_dlm.model import PHASE_SIDE, PHASES, Plan
+from kubectl_dlm.model import AFTER_DIR, HANDS_OFF, PHASE_SIDE, PHASES, Plan
 from kubectl_dlm.render import Document
 
 INDEX_FILE = "dlm-bundle.yaml"
@@ -122,8 +122,9 @@ def _kustomization(files: List[str]) -> str:
     return body + "".join(f"- {f}\n" for f in files)
 
 
-def tree(plan: Plan, docs: List[Document]) -> List[Tuple[str, str]]:
-    """(relative path, content) for every file of the bundle directory, in a stable order."""
+def tree(plan: Plan, docs: List[Document], after: Sequence[Document] = ()) -> List[Tuple[str, str]]:
+    """(relative path, content) for every file of the bundle directory, in a stable order.
+    `after`: the VMs as declared after the move, in their own folder that `apply` never applies."""
     files: List[Tuple[str, str]] = []
     for phase in PHASES:
         in_phase = [d for d in docs if d.item.phase == phase]
@@ -135,13 +136,38 @@ def tree(plan: Plan, docs: List[Document]) -> List[Tuple[str, str]]:
         for doc, name in zip(in_phase, names):
             files.append((f"{phase_dir(phase)}/{name}", doc.text))
         files.append((f"{phase_dir(phase)}/kustomization.yaml", _kustomization(names)))
+    if after:
+        names = [file_name(d) for d in after]
+        files += [(f"{AFTER_DIR}/{name}", doc.text) for doc, name in zip(after, names)]
+        files.append((f"{AFTER_DIR}/kustomization.yaml", _kustomization(names)))
     from kubectl_dlm.emit import ruamel_dumper
 
     out = io.StringIO()
-    ruamel_dumper().dump(index(plan, docs), out)
+    description = index(plan, docs)
+    if after:
+        description["afterMove"] = {"path": AFTER_DIR, "files": [f"{AFTER_DIR}/{file_name(d)}" for d in after]}
+    ruamel_dumper().dump(description, out)
     files.append((INDEX_FILE, out.getvalue()))
-    files.append((SUMMARY_FILE, summary(plan, docs)))
+    files.append((SUMMARY_FILE, summary(plan, docs) + (after_summary(plan, after) if after else "")))
     return files
+
+
+def after_summary(plan: Plan, after: Sequence[Document]) -> str:
+    """The GitOps hand-off: what to commit once the move is verified, and what to undo first."""
+    s = plan.settings
+    ctx = f" --context {s.target_cluster}" if s.target_cluster else ""
+    keys = " ".join(f"{k}-" for k in HANDS_OFF)
+    lines = ["", "## After the move: hand the VM to Git", "",
+             f"`{AFTER_DIR}/` holds each VM as its application's repository should declare it on the target once "
+             "the move is done: the restored run strategy, no `WaitAsReceiver`, no `kubevirt.io/restore-run-strategy`, "
+             "none of kubectl-dlm's annotations. `kubectl dlm apply` never applies it.", "",
+             "1. `kubectl dlm verify` the VMs (every fact passes).",
+             "2. Give the VMs back to your reconciler: the receiving VM carries annotations that keep Argo CD and "
+             "Flux from pruning or re-applying it during the move (the blank disks keep theirs):", ""]
+    lines += [f"       kubectl{ctx} annotate -n {d.item.namespace} vm/{d.item.name} {keys}" for d in after]
+    lines += ["", f"3. Commit `{AFTER_DIR}/` to the application's repository (in place of the old declaration on the "
+              "source), then remove this bundle from Git.", ""]
+    return "\n".join(lines)
 
 
 def write_tree(files: List[Tuple[str, str]], dest: Path, overwrite: bool) -> None:

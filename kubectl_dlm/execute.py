@@ -168,6 +168,16 @@ def _parallel(options: FollowOptions, source, target, settings: Settings, runs: 
     return chosen
 
 
+class _Known:
+    """The source VMs as read before the move, in the shape _concluded reads them (Source.get)."""
+
+    def __init__(self, vms: Dict[str, Optional[Obj]]):
+        self.vms = vms
+
+    def get(self, kind: str, namespace: str, name: str) -> Optional[Obj]:
+        return self.vms.get(name)
+
+
 def _already_migrated(target, namespace: str, vm: str) -> Optional[str]:
     """The migration ID of a migration of ours that already succeeded for this VM, if any."""
     for vmim in inventory.vmims(target, namespace, vm):
@@ -231,7 +241,8 @@ def _send_builder(renderer, settings, vm: str, migration_id: str):
     return build
 
 
-def apply_bundle(directory: Path, source, target, options: FollowOptions, connect_url: Optional[str] = None) -> int:
+def apply_bundle(directory: Path, source, target, options: FollowOptions, connect_url: Optional[str] = None,
+                 after: Optional[aftercare.AfterOptions] = None) -> int:
     """Carry out a reviewed `render --output-dir` tree; Secrets it lists are copied server to server.
 
     The source VMIM gets the target migration's live sync address when it is sent (Engine._send_url),
@@ -274,7 +285,12 @@ def apply_bundle(directory: Path, source, target, options: FollowOptions, connec
                     parallel=_parallel(options, source, target, settings, list(runs.values()), reporter),
                     dry_run=options.dry_run,
                     metrics=None if options.dry_run else _metrics(options, reporter))
-    return _carry_out(engine, list(runs.values()), [], reporter)
+    sides = Sides(source, target, settings.source_namespace, settings.target_namespace)
+    before = {run.vm: kube.get(source, "VirtualMachine", settings.source_namespace, run.vm) for run in runs.values()}
+    code = _carry_out(engine, list(runs.values()), [], reporter)
+    if code == errors.INTERRUPTED or options.dry_run:
+        return code
+    return _concluded(sides, list(runs.values()), _Known(before), after or aftercare.AfterOptions(), reporter, code)
 
 
 def _read_index(directory: Path) -> Dict:

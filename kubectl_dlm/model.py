@@ -51,6 +51,19 @@ ANN_MIGRATED_AT = f"{PREFIX}/migrated-at"
 # CDI's default filesystemOverhead.global since CDI v1.64.0 (pkg/common/common.go:226, DefaultGlobalOverhead).
 CDI_DEFAULT_OVERHEAD = 0.06
 
+# The one-shot objects of a move (the migrations, the receiving VM, the blank disks) carry what Argo CD
+# and Flux document for "never prune this, never apply it again", so a reconciler watching the
+# namespace (or the bundle's folder in Git) cannot undo a move half-way. Doc pages: README,
+# "With Argo CD or Flux". The after-state (`after-move/`) carries none of them.
+HANDS_OFF: Dict[str, str] = {
+    "argocd.argoproj.io/sync-options": "Prune=false",
+    "argocd.argoproj.io/compare-options": "IgnoreExtraneous",
+    "kustomize.toolkit.fluxcd.io/prune": "disabled",
+    "kustomize.toolkit.fluxcd.io/reconcile": "disabled",
+}
+ONE_SHOT_KINDS = ("VirtualMachineInstanceMigration", "VirtualMachine", "DataVolume")
+AFTER_DIR = "after-move"
+
 SECRET_MODES = ("include", "omit", "reference")
 # Objects copied from the source rather than made for one VM: shared by the VMs of a namespace,
 # so any copy kubectl-dlm made may be reused, and cleanup never removes them.
@@ -167,6 +180,7 @@ class VMPlan:
     warnings: List[str] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)  # how something was decided (disk sizes), for the summary
     connect_url: Optional[str] = None
+    after: List[Item] = field(default_factory=list)  # how the application's repository declares it afterwards
 
 
 @dataclass

@@ -59,6 +59,7 @@ class Result:
     source: Source
     target: TargetInfo
     clusters: Dict[str, Any] = field(default_factory=dict)  # "source"/"target" -> kube.Cluster, when contacted
+    after: List[Document] = field(default_factory=list)  # the VMs as declared after the move
 
 
 @dataclass
@@ -111,11 +112,16 @@ def read(request: Request) -> Inputs:
     return Inputs(source, names, settings, target, clusters)
 
 
-def run(request: Request, phases=None, sides=None) -> Result:
+def run(request: Request, phases=None, sides=None, after: bool = False) -> Result:
+    """`after`: also render how each VM is declared once moved (for `--output-dir`)."""
     inputs = read(request)
     the_plan = make_plan(inputs.source, inputs.names, inputs.settings, inputs.target)
-    docs = Renderer(request.template_dir).render(the_plan, phases=phases, sides=sides)
-    return Result(the_plan, docs, inputs.source, inputs.target, inputs.clusters)
+    renderer = Renderer(request.template_dir)
+    docs = renderer.render(the_plan, phases=phases, sides=sides)
+    result = Result(the_plan, docs, inputs.source, inputs.target, inputs.clusters)
+    if after:
+        result.after = [renderer.render_item(item) for vm in the_plan.vms for item in vm.after]
+    return result
 
 
 def read_source(request: Request):

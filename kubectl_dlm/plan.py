@@ -14,6 +14,8 @@ from kubectl_dlm import clean, quantity
 from kubectl_dlm.errors import NotFound, Refused, UsageError
 from kubectl_dlm.model import (
     ANN_PHASE,
+    HANDS_OFF,
+    ONE_SHOT_KINDS,
     CDI_DEFAULT_OVERHEAD,
     COPIED_KINDS,
     ANN_SIDE,
@@ -90,7 +92,9 @@ def plan_vm(source: Source, name: str, settings: Settings, target: TargetInfo, b
     disks = [plan_datavolume(source, vm, claim, ctx, target) for claim in refs.claims]
     out.items.extend(disks)
     out.notes.extend(d.context["storage"]["sizing"] for d in disks if d.context["storage"]["sizing"])
-    out.items.append(plan_target_vm(vm, vmi, ctx, refs, {d.name: d.context["storage"] for d in disks}))
+    target_vm = plan_target_vm(vm, vmi, ctx, refs, {d.name: d.context["storage"] for d in disks})
+    out.items.append(target_vm)
+    out.after.append(plan_after_vm(vm, target_vm))
     out.items.append(ctx.item("receive", "VirtualMachineInstanceMigration", f"{name}-receive-{migration_id[:8]}",
                               "vmim-receive.yaml.j2", ctx.source_ref(ns, name), {"vmi_name": name, "migration_id": migration_id}))
     connect_url = settings.connect_url or (target.sync_addresses[0] if target.sync_addresses else None)
@@ -137,6 +141,8 @@ class _Ctx:
         all_labels.update({MANAGED_BY: MANAGER, LABEL_MIGRATION_ID: self.migration_id, LABEL_VM: label_value(self.vm)})
         all_annotations = dict(annotations or {})
         all_annotations.update({ANN_SOURCE: source_ref, ANN_PHASE: phase, ANN_SIDE: side})
+        if kind in ONE_SHOT_KINDS:
+            all_annotations.update(HANDS_OFF)
         if self.settings.source_cluster:
             all_annotations[ANN_SOURCE_CLUSTER] = self.settings.source_cluster
         full = {"name": name, "namespace": namespace, "labels": all_labels, "annotations": all_annotations}
@@ -279,6 +285,19 @@ def plan_target_vm(vm: Obj, vmi: Optional[Obj], ctx: _Ctx, refs: References,
     name = meta(vm)["name"]
     return ctx.item("prepare", "VirtualMachine", name, "virtualmachine.yaml.j2", ctx.source_ref(settings.source_namespace, name),
                     {"spec": spec}, labels=clean.labels(vm), annotations=annotations)
+
+
+def plan_after_vm(vm: Obj, target_vm: Item) -> Item:
+    """The target VM as the application's repository declares it once the move is done: the run
+    strategy KubeVirt restores from the annotation (vm.go:1149-1166), the receiving VM's spec, the
+    source's own labels and annotations; no WaitAsReceiver, no restore annotation, nothing of
+    kubectl-dlm's (a move back may read our hand-off annotations from the live VM: dropped too)."""
+    annotations = {k: v for k, v in clean.annotations(vm).items() if HANDS_OFF.get(k) != v}
+    labels = {k: v for k, v in clean.labels(vm).items() if not (k == MANAGED_BY and v == MANAGER)}
+    context = {"name": target_vm.name, "namespace": target_vm.namespace, "labels": labels, "annotations": annotations,
+               "spec": target_vm.context["spec"], "run_strategy": restore_run_strategy(vm)}
+    return Item(side="target", phase="after", kind="VirtualMachine", namespace=target_vm.namespace,
+                name=target_vm.name, template="virtualmachine-after.yaml.j2", context=context, vm=target_vm.vm)
 
 
 def _match_template_to_disk(dvt: Dict[str, Any], disk: Optional[Mapping[str, Any]]) -> None:

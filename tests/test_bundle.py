@@ -39,11 +39,14 @@ def test_tree_layout(tmp_path):
         "3-send-source/kustomization.yaml",
         "3-send-source/virtualmachineinstancemigration-pg-send-f61b4643.yaml",
         "README.md",
+        "after-move/kustomization.yaml",
+        "after-move/virtualmachine-pg.yaml",
         "dlm-bundle.yaml",
     ]
     # One object per file, and the files are exactly what stdout would carry (minus the comment headers).
     stream = run_cli(["render", "-f", FIXTURES / "datavolume-templates.yaml", *TARGET_ARGS]).stdout
-    objects = [yaml.load(t) for p, t in tree_of(out).items() if p.count("/") and not p.endswith("kustomization.yaml")]
+    objects = [yaml.load(t) for p, t in tree_of(out).items() if p.count("/") and not p.endswith("kustomization.yaml")
+               and not p.startswith("after-move/")]  # the after-state is not part of the move
     assert sorted(objects, key=str) == sorted([d for d in yaml.load_all(stream) if d], key=str)
 
 
@@ -70,7 +73,8 @@ def test_index(tmp_path):
                              "connectURLFrom": "flag"}]
     assert [(p["phase"], p["side"], p["path"]) for p in index["phases"]] == [
         ("prepare", "target", "1-prepare-target"), ("receive", "target", "2-receive-target"), ("send", "source", "3-send-source")]
-    listed = [f for p in index["phases"] for f in p["files"]]
+    listed = [f for p in index["phases"] for f in p["files"]] + index["afterMove"]["files"]
+    assert index["afterMove"] == {"path": "after-move", "files": ["after-move/virtualmachine-pg.yaml"]}
     assert all((out / f).is_file() for f in listed)
     assert len(listed) == len([p for p in tree_of(out) if "/" in p and not p.endswith("kustomization.yaml")])
     assert index["secrets"] == "reference" and index["secretsToCopy"] == []
@@ -227,3 +231,30 @@ def test_secrets_reference_lists_them_for_apply_to_copy(tmp_path):
     assert index["secrets"] == "reference"
     assert sorted(r["name"] for r in index["secretsToCopy"]) == ["ci-nocloud-network", "ci-nocloud-userdata"]
     assert not [p for p in tree_of(out) if "/secret-" in p]
+
+
+def test_after_move_is_the_vm_as_declared_once_moved(tmp_path):
+    out = tmp_path / "bundle"
+    assert render_dir(out).code == 0
+    after = yaml.load((out / "after-move" / "virtualmachine-pg.yaml").read_text())
+    receiving = yaml.load((out / "1-prepare-target" / "virtualmachine-pg.yaml").read_text())
+    restore = receiving["metadata"]["annotations"]["kubevirt.io/restore-run-strategy"]
+    assert receiving["spec"]["runStrategy"] == "WaitAsReceiver"
+    assert after["spec"]["runStrategy"] == restore  # what KubeVirt restores (vm.go:1149-1166)
+    assert {k: v for k, v in after["spec"].items() if k != "runStrategy"} == \
+        {k: v for k, v in receiving["spec"].items() if k != "runStrategy"}
+    assert after["metadata"]["namespace"] == "prod-b"
+    every = {**after["metadata"]["labels"], **after["metadata"]["annotations"]}
+    assert not [k for k in every if k.startswith(("dlm.kubevirt-tools.io/", "kubevirt.io/restore", "argocd.", "kustomize."))]
+    assert "app.kubernetes.io/managed-by" not in after["metadata"]["labels"]
+    # the one-shot objects carry what Argo CD and Flux document; the after-state none of it
+    for rel in ("1-prepare-target/virtualmachine-pg.yaml", "1-prepare-target/datavolume-pg-root.yaml",
+                "2-receive-target/virtualmachineinstancemigration-pg-receive-f61b4643.yaml"):
+        notes = yaml.load((out / rel).read_text())["metadata"]["annotations"]
+        assert notes["argocd.argoproj.io/sync-options"] == "Prune=false"
+        assert notes["argocd.argoproj.io/compare-options"] == "IgnoreExtraneous"
+        assert notes["kustomize.toolkit.fluxcd.io/prune"] == "disabled"
+        assert notes["kustomize.toolkit.fluxcd.io/reconcile"] == "disabled"
+    summary = (out / "README.md").read_text()
+    assert "## After the move: hand the VM to Git" in summary
+    assert "kubectl annotate -n prod-b vm/pg argocd.argoproj.io/sync-options-" in summary

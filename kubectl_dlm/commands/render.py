@@ -65,7 +65,8 @@ def render(example, phases, side, output_dir, overwrite, **flags) -> None:
     default_secrets = "reference" if output_dir else "include"
     request = pipeline.Request.from_flags(flags, secrets=flags["secrets"] or default_secrets)
     sides = ("source", "target") if side == "all" else (side,)
-    result = pipeline.run(request, phases=phases or None, sides=sides if output_dir is None else None)
+    result = pipeline.run(request, phases=phases or None, sides=sides if output_dir is None else None,
+                          after=output_dir is not None)
     for vm in result.plan.vms:
         for warning in vm.warnings:
             _note(f"warning: {vm.vm}: {warning}")
@@ -74,7 +75,7 @@ def render(example, phases, side, output_dir, overwrite, **flags) -> None:
         for note in vm.notes:
             _note(f"note: {vm.vm}: {note}")
     if output_dir is not None:
-        bundle.write_tree(bundle.tree(result.plan, result.docs), output_dir, overwrite)
+        bundle.write_tree(bundle.tree(result.plan, result.docs, result.after), output_dir, overwrite)
         _note(f"wrote {len(result.docs)} objects for {len(result.plan.vms)} VM(s) to {output_dir}/ "
               f"(see {output_dir}/{bundle.SUMMARY_FILE}); apply with: kubectl dlm apply -f {output_dir}")
     else:

@@ -132,3 +132,37 @@ def test_move_there_back_and_again_within_one_cluster(namespaces, kubevirt_sim, 
     ns_a, ns_b = namespaces("source"), namespaces("source")
     start_vm(kubevirt_sim, "source", ns_a)
     _there_and_back_again(kubevirt_sim, dlm, "source", "source", ns_a, ns_b)
+
+
+def test_gitops_bundle_applied_then_the_after_state_matches_the_moved_vm(tmp_path, namespaces, kubevirt_sim, dlm):
+    from ruamel.yaml import YAML
+
+    ns = namespaces("source", "target")
+    start_vm(kubevirt_sim, "source", ns, run_strategy="Once")
+    scenario.trust_each_other(kubevirt_sim)
+    out_dir = tmp_path / "migration"
+    code, out, err = dlm("render", "vm1", "--context", "source", "-n", ns, "--to-context", "target", "--output-dir", str(out_dir))
+    assert code == errors.OK, out + err
+    receiving = kubevirt_sim_yaml(out_dir / "1-prepare-target" / "virtualmachine-vm1.yaml")
+    assert receiving["metadata"]["annotations"]["kustomize.toolkit.fluxcd.io/reconcile"] == "disabled"
+    code, out, err = dlm("apply", "-f", str(out_dir), "--retire-source", *FOLLOW)
+    assert code == errors.OK, out + err
+    assert "verify pass: migrated-live" in out and "retired: VirtualMachine" in out
+    live = kubevirt_sim.get("target", "vm", ns, "vm1")
+    after = YAML(typ="safe", pure=True).load((out_dir / "after-move" / "virtualmachine-vm1.yaml").read_text())
+    assert after["spec"]["runStrategy"] == live["spec"]["runStrategy"] == "Once"  # restored by KubeVirt
+    assert after["spec"]["template"]["spec"]["domain"]["firmware"]["uuid"] == \
+        live["spec"]["template"]["spec"]["domain"]["firmware"]["uuid"]
+    assert after["spec"]["dataVolumeTemplates"] == [
+        {k: v for k, v in t.items() if k != "status"} for t in live["spec"]["dataVolumeTemplates"]]
+    # the live VM carries the hand-off annotations until the user removes them; the after-state never
+    assert live["metadata"]["annotations"]["argocd.argoproj.io/sync-options"] == "Prune=false"
+    assert not [k for k in after["metadata"]["annotations"] if "argocd" in k or "fluxcd" in k or "dlm." in k]
+    source_vm = kubevirt_sim.get("source", "vm", ns, "vm1")
+    assert source_vm["spec"]["runStrategy"] == "Halted"  # Once is not halted by KubeVirt: --retire-source did
+
+
+def kubevirt_sim_yaml(path):
+    from ruamel.yaml import YAML
+
+    return YAML(typ="safe", pure=True).load(path.read_text())
