@@ -22,6 +22,11 @@ def test_verify_retire_and_delete_the_source(namespaces, kubevirt_sim, dlm):
     args = ("--context", "source", "-n", src, "--to-namespace", dst)
     code, out, err = dlm("migrate", "vm1", *args, *FOLLOW)
     assert code == errors.OK, out + err
+    # issue 14.9: KubeVirt halts only an Always source (vm.go:987-996); a Once source is left startable
+    assert ("warning: vm1: the source VM has runStrategy Once, which KubeVirt does not halt after a move: the old "
+            "copy can be started again on the old disks, with the same MAC addresses and firmware UUID") in out
+    assert f"Retire it: kubectl dlm retire vm1 -n {src} --context source --to-namespace {dst}" in out
+    assert kubevirt_sim.get("source", "vm", src, "vm1")["spec"]["runStrategy"] == "Once"
     code, out, err = dlm("verify", "vm1", *args, "-o", "json")
     assert code == errors.OK, out + err
     [verdict] = json.loads(out)
