@@ -713,3 +713,30 @@ def test_run_checks_on_an_export_marks_cluster_rows_could_not_verify(fixture_pat
     assert all(r.status == "unknown" for r in report.rows if r.name in ("dlm-enabled", "permissions"))
     assert not any(r.status == "pass" and r.name == "permissions" for r in report.rows)
     assert by_name  # the VM rows were evaluated from the file
+
+
+def retired(obj: Dict[str, Any]) -> Dict[str, Any]:
+    """The copy `kubectl dlm retire` left after an earlier move away (a move back finds it)."""
+    from kubectl_dlm.model import ANN_MIGRATED_TO
+
+    obj = copy.deepcopy(obj)
+    obj["metadata"].setdefault("annotations", {})[ANN_MIGRATED_TO] = "east/prod/db"
+    obj.setdefault("spec", {})["runStrategy"] = "Halted"
+    return obj
+
+
+def test_a_retired_copy_in_the_way_of_a_move_back_warns_and_is_no_mac_clash():
+    vm = make_vm()
+    refs = refs_of(vm)
+    facts = make_facts(vm, make_vmi(), make_pvc("db-root"), found=[retired(make_vm()), retired(make_pvc("db-root"))])
+    row = checks.check_collisions(facts, "db", None, refs, "mid1", SCOPE)
+    assert row.status == "warn" and "the retired copy of an earlier move is where this one goes" in row.reason
+    assert "VirtualMachine prod/db" in row.reason and "PersistentVolumeClaim prod/db-root" in row.reason
+    assert "--replace-retired" in row.fix
+    copy_with_mac = retired(make_vm())
+    copy_with_mac["spec"]["template"]["spec"]["domain"]["devices"]["interfaces"][0]["macAddress"] = MAC
+    facts = make_facts(vm, make_vmi(), target_machines=[copy_with_mac])
+    assert checks.check_macs(facts, vm, make_vmi(), "mid1", SCOPE).status == "pass"
+    # someone else's VM with that MAC still clashes
+    facts = make_facts(vm, make_vmi(), target_machines=[copy_with_mac, make_vmi(name="web", ns="apps")])
+    assert checks.check_macs(facts, vm, make_vmi(), "mid1", SCOPE).status == "fail"

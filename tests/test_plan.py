@@ -454,3 +454,28 @@ def test_filesystem_overhead_comes_from_the_target_cdiconfig(target, storage_cla
 
     assert filesystem_overhead(settings(), target, storage_class) == (overhead, where)
     assert filesystem_overhead(settings(fs_overhead=0.2), target, storage_class) == (0.2, "--fs-overhead")
+
+
+@pytest.mark.parametrize("strategy_spec, declared", [({"runStrategy": "Manual"}, "Manual"), ({"running": True}, "Always")])
+def test_after_state_of_a_move_back_keeps_the_users_metadata_and_drops_ours(strategy_spec, declared):
+    """A VM that an earlier move created carries our labels and the Argo CD/Flux hand-off annotations
+    live; its after-state keeps only what the user declared, with the run strategy KubeVirt restores."""
+    moved = vm(spec_extra=strategy_spec)
+    if "running" in strategy_spec:
+        del moved["spec"]["runStrategy"]
+    moved["metadata"]["labels"] = {"app": "db", "app.kubernetes.io/managed-by": "kubectl-dlm",
+                                   "dlm.kubevirt-tools.io/migration-id": "old"}
+    moved["metadata"]["annotations"] = {"team": "a", "argocd.argoproj.io/sync-options": "Prune=false",
+                                        "argocd.argoproj.io/compare-options": "ServerSideDiff=true",
+                                        "kubevirt.io/restore-run-strategy": "Always", "dlm.kubevirt-tools.io/phase": "prepare"}
+    settings = Settings(source_namespace=NS, target_namespace="other")
+    vm_plan = plan(source(moved, vmi()), ["vm1"], settings, TargetInfo()).vms[0]
+    [after] = vm_plan.after
+    assert (after.kind, after.namespace, after.template) == ("VirtualMachine", "other", "virtualmachine-after.yaml.j2")
+    assert after.context["run_strategy"] == declared
+    assert after.context["labels"] == {"app": "db"}
+    # the user's own Argo CD option stays; ours (same value as HANDS_OFF) goes
+    assert after.context["annotations"] == {"team": "a", "argocd.argoproj.io/compare-options": "ServerSideDiff=true"}
+    receiving = next(i for i in vm_plan.items if i.kind == "VirtualMachine")
+    assert after.context["spec"] == receiving.context["spec"]
+    assert receiving.context["annotations"]["argocd.argoproj.io/compare-options"] == "IgnoreExtraneous"
