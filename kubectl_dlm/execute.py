@@ -50,10 +50,15 @@ def parse_docs(texts: List[str]) -> List[Obj]:
     return [yaml.load(t) for t in texts]
 
 
-def _metrics(options: FollowOptions, reporter: Reporter):
+def _metrics(options: FollowOptions, reporter: Reporter, source=None):
+    """Prometheus when a URL is given; else the source node's virt-handler through the pod proxy."""
     if not options.prometheus_url:
-        reporter.notice("no --prometheus-url: showing phases only (KubeVirt publishes transfer progress only as Prometheus metrics)")
-        return None
+        if source is None:
+            reporter.notice("no --prometheus-url: showing phases only (KubeVirt publishes transfer progress only as metrics)")
+            return None
+        from kubectl_dlm.metrics import HandlerMetrics
+
+        return HandlerMetrics(source, reporter.notice)
     from kubectl_dlm.metrics import Prometheus
 
     return Prometheus(options.prometheus_url)
@@ -108,7 +113,7 @@ def migrate(request, options: FollowOptions, skip_checks: bool = False,
     engine = Engine(source, target, planned.settings, reporter, timeout=options.timeout,
                     sync_timeout=options.sync_timeout, dry_run=options.dry_run,
                     parallel=_parallel(options, source, target, planned.settings, runs, reporter),
-                    metrics=None if options.dry_run else _metrics(options, reporter))
+                    metrics=None if options.dry_run else _metrics(options, reporter, source))
     code = _carry_out(engine, runs, refused, reporter)
     if code == errors.INTERRUPTED or options.dry_run:
         return code
@@ -284,7 +289,7 @@ def apply_bundle(directory: Path, source, target, options: FollowOptions, connec
     engine = Engine(source, target, settings, reporter, timeout=options.timeout, sync_timeout=options.sync_timeout,
                     parallel=_parallel(options, source, target, settings, list(runs.values()), reporter),
                     dry_run=options.dry_run,
-                    metrics=None if options.dry_run else _metrics(options, reporter))
+                    metrics=None if options.dry_run else _metrics(options, reporter, source))
     sides = Sides(source, target, settings.source_namespace, settings.target_namespace)
     before = {run.vm: kube.get(source, "VirtualMachine", settings.source_namespace, run.vm) for run in runs.values()}
     code = _carry_out(engine, list(runs.values()), [], reporter)

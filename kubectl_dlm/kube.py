@@ -97,14 +97,15 @@ def _path(kind: str, namespace: Optional[str], name: Optional[str] = None, subre
 
 
 def call(cluster: Cluster, method: str, path: str, verb: str, *, query: Optional[Dict[str, Any]] = None,
-         body: Any = None, content_type: str = "application/json", attempts: int = 4, expired: bool = False) -> Any:
+         body: Any = None, content_type: str = "application/json", attempts: int = 4, expired: bool = False,
+         text: bool = False) -> Any:
     """One API request, retried with backoff on transient errors; returns the JSON body, decoded
     once (raw bytes to json.loads: no client model classes). `expired`: raise Expired on HTTP 410."""
     delay = 0.5
     for attempt in range(attempts):
         cluster.requests += 1
         try:
-            return _request(cluster, method, path, query or {}, body, content_type)
+            return _request(cluster, method, path, query or {}, body, content_type, text)
         except ApiException as exc:
             if expired and exc.status == 410:
                 raise Expired() from None
@@ -123,9 +124,10 @@ def call(cluster: Cluster, method: str, path: str, verb: str, *, query: Optional
     raise AssertionError("unreachable")
 
 
-def _request(cluster: Cluster, method: str, path: str, query: Dict[str, Any], body: Any, content_type: str) -> Any:
+def _request(cluster: Cluster, method: str, path: str, query: Dict[str, Any], body: Any, content_type: str,
+             text: bool = False) -> Any:
     api = cluster.api
-    headers = {"Content-Type": content_type, "Accept": "application/json"}
+    headers = {"Content-Type": content_type, "Accept": "text/plain" if text else "application/json"}
     if body is not None and not isinstance(body, (bytes, str)):
         # YAML content types get our UTF-8 bytes; for JSON ones the client's escapes are valid JSON.
         body = encode(body) if "yaml" in content_type else body
@@ -137,11 +139,15 @@ def _request(cluster: Cluster, method: str, path: str, query: Dict[str, Any], bo
         raw = response.read()
         if response.status >= 400:
             raise ApiException(http_resp=response)
+        if text:
+            return raw.decode("utf-8", errors="replace") if raw else ""
         return json.loads(raw) if raw else None
     data = body if body is None or isinstance(body, (bytes, str)) else json.dumps(body)
     raw = api.call_api(path, method, query_params=list(query.items()), header_params=headers, body=data,
                        auth_settings=["BearerToken"], _return_http_data_only=True, _preload_content=False,
                        _request_timeout=REQUEST_TIMEOUT).data
+    if text:
+        return raw.decode("utf-8", errors="replace") if raw else ""
     return json.loads(raw) if raw else None
 
 
@@ -183,6 +189,12 @@ def api_error(cluster: Cluster, exc: ApiException, verb: str) -> DlmError:
     if exc.status in (400, 422):
         return UsageError(f"{cluster.describe()} rejected {verb}: {message}")
     return ClusterError(f"{cluster.describe()} failed to {verb}: HTTP {exc.status} {message}")
+
+
+def proxy_text(cluster: Cluster, namespace: str, pod: str, port: int, path: str, scheme: str = "https") -> str:
+    """GET a pod's own endpoint through the API server's pod proxy (pods/proxy), as text."""
+    return call(cluster, "GET", f"/api/v1/namespaces/{namespace}/pods/{scheme}:{pod}:{port}/proxy/{path}",
+                f"get pods/proxy {namespace}/{pod}:{port}/{path}", attempts=1, text=True)
 
 
 def get(cluster: Cluster, kind: str, namespace: Optional[str], name: str) -> Optional[Obj]:

@@ -47,3 +47,51 @@ class Prometheus:
         if all(v is None for v in values.values()):
             return None
         return {k: v for k, v in values.items() if v is not None}
+
+
+class HandlerMetrics:
+    """Progress without Prometheus: the source node's virt-handler metrics through the API server's
+    pod proxy (handler_metrics.py). When that is not possible (RBAC forbids pods/proxy, no
+    virt-handler pod, a proxy that fails), it says why once and shows phases only."""
+
+    def __init__(self, cluster, notice):
+        self.cluster, self.notice = cluster, notice
+        self.unavailable: Optional[str] = None
+        self.kubevirt_namespace: Optional[str] = None
+        self.pods: Dict[str, Optional[str]] = {}  # node -> virt-handler pod
+
+    def _give_up(self, why: str) -> None:
+        self.unavailable = why
+        self.notice(f"no transfer progress: {why}; showing phases only (or give --prometheus-url)")
+
+    def progress(self, namespace: str, vmi: str) -> Optional[Dict[str, float]]:
+        from kubectl_dlm import handler_metrics, kube
+        from kubectl_dlm.errors import DlmError
+
+        if self.unavailable:
+            return None
+        try:
+            if self.kubevirt_namespace is None:
+                found = kube.list_objects(self.cluster, "KubeVirt")
+                if not found:
+                    self._give_up("no KubeVirt CR on the source cluster")
+                    return None
+                self.kubevirt_namespace = found[0]["metadata"]["namespace"]
+            obj = kube.get(self.cluster, "VirtualMachineInstance", namespace, vmi) or {}
+            status = obj.get("status") or {}
+            node = (status.get("migrationState") or {}).get("sourceNode") or status.get("nodeName")
+            if not node:
+                return None
+            if node not in self.pods:
+                pods = kube.list_objects(self.cluster, "Pod", self.kubevirt_namespace, handler_metrics.HANDLER_LABELS)
+                self.pods[node] = handler_metrics.handler_pod(pods, node)
+            pod = self.pods[node]
+            if pod is None:
+                self._give_up(f"no running virt-handler pod on node {node} in namespace {self.kubevirt_namespace}")
+                return None
+            text = kube.proxy_text(self.cluster, self.kubevirt_namespace, pod, handler_metrics.PORT, handler_metrics.PATH)
+        except DlmError as exc:
+            self._give_up(exc.message + (f" (reading virt-handler's metrics needs get on pods and pods/proxy in "
+                                         f"namespace {self.kubevirt_namespace})" if "refused" in exc.message else ""))
+            return None
+        return handler_metrics.progress(text, namespace, vmi, node)

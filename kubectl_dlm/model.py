@@ -25,6 +25,7 @@ KINDS: Dict[str, Tuple[str, str, str, bool]] = {
     "Node": ("", "v1", "nodes", False),
     "CDIConfig": ("cdi.kubevirt.io", "v1beta1", "cdiconfigs", False),
     "Event": ("", "v1", "events", True),
+    "Pod": ("", "v1", "pods", True),
     "NetworkAttachmentDefinition": ("k8s.cni.cncf.io", "v1", "network-attachment-definitions", True),
 }
 

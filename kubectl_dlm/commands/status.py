@@ -71,5 +71,5 @@ def _watch(sides, vms, options) -> int:
         runs.append(run)
     settings = Settings(source_namespace=sides.source_namespace, target_namespace=sides.target_namespace)
     engine = Engine(sides.source, sides.target, settings, reporter, timeout=options.timeout,
-                    metrics=execute._metrics(options, reporter))
+                    metrics=execute._metrics(options, reporter, sides.source))
     return execute._carry_out(engine, runs, [], reporter)

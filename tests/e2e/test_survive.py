@@ -213,3 +213,29 @@ def test_a_migration_that_cannot_converge_is_called_out(namespaces, kubevirt_sim
     assert [v["verdict"] for v in verdicts] == ["not-converging"], out
     assert verdicts[0]["reason"].startswith("the guest dirties memory at 200.0 MiB/s, as fast as or faster than the ")
     assert "allowPostCopy" in verdicts[0]["advice"] and "bandwidthPerMigration" in verdicts[0]["advice"]
+
+
+def test_without_prometheus_progress_is_read_from_virt_handler_or_it_says_why(clusters, namespaces, kubevirt_sim, dlm):
+    """No --prometheus-url: the source node's virt-handler pod through the API server's pod proxy. The test
+    API server has no pods/proxy, so the plugin must say once why progress is unavailable and go on."""
+    src, dst = namespaces("source"), namespaces("source")
+    start_vm(kubevirt_sim, "source", src)
+    node = kubevirt_sim.get("source", "vmi", src, "vm1")["status"]["nodeName"]
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "virt-handler-test", "labels": {"kubevirt.io": "virt-handler"}},
+           "spec": {"nodeName": node, "containers": [{"name": "virt-handler", "image": "virt-handler"}]}}
+    created = clusters.source.request("POST", "/api/v1/namespaces/kubevirt/pods", pod)
+    status = "/api/v1/namespaces/kubevirt/pods/virt-handler-test/status"
+    clusters.source.request("PATCH", status, {"status": {"phase": "Running"}},
+                            content_type="application/merge-patch+json")
+    try:
+        kubevirt_sim.faults.transfer_seconds = 6
+        code, out, err = dlm("migrate", "vm1", "--context", "source", "-n", src, "--to-namespace", dst,
+                             "--timeout", "120", "-o", "json")
+    finally:
+        clusters.source.request("DELETE", f"/api/v1/namespaces/kubevirt/pods/{created['metadata']['name']}")
+    assert code == errors.OK, out + err
+    notices = [e["message"] for e in map(json.loads, out.splitlines()) if e.get("event") == "notice"
+               and e["message"].startswith("no transfer progress:")]
+    assert len(notices) == 1, out
+    assert "get pods/proxy kubevirt/virt-handler-test:8443/metrics" in notices[0]
+    assert notices[0].endswith("; showing phases only (or give --prometheus-url)")
