@@ -88,6 +88,9 @@ class ApiServer:
         # O=system:masters: the server's authorizer allows this group everything (there is no RBAC).
         self.client_cert, self.client_key = make_cert(
             pki, "admin", f"/O=system:masters/CN={name}-admin", "extendedKeyUsage=clientAuth\n", ca)
+        # The front-proxy CA an aggregated API server (virt-api) trusts for X-Remote-* headers, as
+        # kubeadm sets it up; the server publishes it in kube-system/extension-apiserver-authentication.
+        self.front_proxy_ca, _ = make_ca(pki, "front-proxy-ca", f"/CN={name}-front-proxy-ca", days=7)
         # The server authenticates/authorises delegated requests against itself.
         (self.dir / "self.kubeconfig").write_text(json.dumps({
             "apiVersion": "v1", "kind": "Config", "current-context": "self",
@@ -123,6 +126,10 @@ class ApiServer:
              f"--client-ca-file={self.ca_cert}", "--authentication-skip-lookup",
              f"--authentication-kubeconfig={self_kubeconfig}", f"--authorization-kubeconfig={self_kubeconfig}",
              f"--kubeconfig={self_kubeconfig}", "--enable-priority-and-fairness=false",
+             # kubeadm's front-proxy flags
+             f"--requestheader-client-ca-file={self.front_proxy_ca}", "--requestheader-allowed-names=front-proxy-client",
+             "--requestheader-username-headers=X-Remote-User", "--requestheader-group-headers=X-Remote-Group",
+             "--requestheader-extra-headers-prefix=X-Remote-Extra-",
              f"--disable-admission-plugins={_DISABLED_ADMISSION}"], self.log)
 
     def stop_apiserver(self) -> None:

@@ -288,3 +288,15 @@ def test_kubevirt_infrastructure_kinds_are_served(source_api, namespaces):
             events.close()
     finally:
         core.delete_node(node)
+
+
+def test_extension_apiserver_authentication_is_published(clusters):
+    """What kube-apiserver publishes for aggregated API servers; virt-api reads it at start."""
+    c = clusters.source
+    data = c.request("GET", "/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication")["data"]
+    assert data["client-ca-file"] == c.api.ca_cert.read_text()
+    assert data["requestheader-client-ca-file"] == c.api.front_proxy_ca.read_text()
+    assert json.loads(data["requestheader-username-headers"]) == ["X-Remote-User"]
+    assert json.loads(data["requestheader-group-headers"]) == ["X-Remote-Group"]
+    assert json.loads(data["requestheader-extra-headers-prefix"]) == ["X-Remote-Extra-"]
+    assert json.loads(data["requestheader-allowed-names"]) == ["front-proxy-client"]

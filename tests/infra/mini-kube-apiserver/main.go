@@ -35,6 +35,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	noopoteltrace "go.opentelemetry.io/otel/trace/noop"
@@ -60,6 +61,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/version"
 	"k8s.io/apiserver/pkg/admission"
 	webhookinit "k8s.io/apiserver/pkg/admission/plugin/webhook/initializer"
@@ -553,6 +555,46 @@ func admissionInitializers(resolver *webhook.ServiceResolver) func(c *genericapi
 	}
 }
 
+// clusterAuthenticationInfo is the content kube-apiserver's cluster-authentication-trust
+// controller writes to kube-system/extension-apiserver-authentication
+// (pkg/controlplane/controller/clusterauthenticationtrust: the CA bundles as PEM, the header
+// lists as JSON arrays), from this server's --client-ca-file and --requestheader-* flags.
+func clusterAuthenticationInfo(a *genericoptions.DelegatingAuthenticationOptions) (map[string]string, error) {
+	data := map[string]string{}
+	if a == nil {
+		return data, nil
+	}
+	if f := a.ClientCert.ClientCA; f != "" {
+		pem, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		data["client-ca-file"] = string(pem)
+	}
+	rh := a.RequestHeader
+	if rh.ClientCAFile == "" {
+		return data, nil
+	}
+	pem, err := os.ReadFile(rh.ClientCAFile)
+	if err != nil {
+		return nil, err
+	}
+	data["requestheader-client-ca-file"] = string(pem)
+	for key, list := range map[string][]string{"requestheader-username-headers": rh.UsernameHeaders,
+		"requestheader-uid-headers": rh.UIDHeaders, "requestheader-group-headers": rh.GroupHeaders,
+		"requestheader-extra-headers-prefix": rh.ExtraHeaderPrefixes, "requestheader-allowed-names": rh.AllowedNames} {
+		if list == nil {
+			list = []string{}
+		}
+		b, err := json.Marshal(list)
+		if err != nil {
+			return nil, err
+		}
+		data[key] = string(b)
+	}
+	return data, nil
+}
+
 func run(ctx context.Context, o *options.CustomResourceDefinitionsServerOptions) error {
 	var resolver webhook.ServiceResolver
 	o.RecommendedOptions.ExtraAdmissionInitializers = admissionInitializers(&resolver)
@@ -682,15 +724,38 @@ func run(ctx context.Context, o *options.CustomResourceDefinitionsServerOptions)
 	})
 
 	// kube-apiserver's controllers create these namespaces.
-	core.AddPostStartHookOrDie("mini-default-namespaces", func(hc genericapiserver.PostStartHookContext) error {
+	// kube-apiserver's controllers create these namespaces, and publish how this server
+	// authenticates clients in kube-system/extension-apiserver-authentication (which virt-api reads
+	// at start: kubevirt v1.9.0 pkg/virt-api/api.go:933 readRequestHeader). Retried: the first
+	// writes may meet admission that is not ready yet.
+	authn := o.RecommendedOptions.Authentication
+	core.AddPostStartHookOrDie("mini-bootstrap-objects", func(hc genericapiserver.PostStartHookContext) error {
 		cs, err := kubernetes.NewForConfig(hc.LoopbackClientConfig)
 		if err != nil {
 			return err
 		}
-		for _, n := range []string{"default", "kube-system", "kube-public"} {
-			_, _ = cs.CoreV1().Namespaces().Create(context.TODO(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: n}}, metav1.CreateOptions{})
+		authInfo, err := clusterAuthenticationInfo(authn)
+		if err != nil {
+			return err
 		}
-		return nil
+		return wait.PollUntilContextTimeout(hc, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			for _, n := range []string{"default", "kube-system", "kube-public"} {
+				_, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: n}}, metav1.CreateOptions{})
+				if err != nil && !apierrors.IsAlreadyExists(err) {
+					klog.Infof("creating namespace %s: %v (will retry)", n, err)
+					return false, nil
+				}
+			}
+			cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "extension-apiserver-authentication", Namespace: metav1.NamespaceSystem}, Data: authInfo}
+			_, err := cs.CoreV1().ConfigMaps(cm.Namespace).Create(ctx, cm, metav1.CreateOptions{})
+			if apierrors.IsAlreadyExists(err) { // a restarted server: publish the current flags
+				_, err = cs.CoreV1().ConfigMaps(cm.Namespace).Update(ctx, cm, metav1.UpdateOptions{})
+			}
+			if err != nil {
+				klog.Infof("publishing %s: %v (will retry)", cm.Name, err)
+			}
+			return err == nil, nil
+		})
 	})
 
 	prepared := core.PrepareRun() // also prepares the CRD server
