@@ -255,6 +255,14 @@ def test_pod_binding_binds_once(source_api, namespaces):
     with pytest.raises(ApiException) as e:
         bind("node-a", pod="missing")
     assert e.value.status == 404
+    # the kubelet and KubeVirt's node controller find a node's pods by field selector
+    def names(selector: str) -> list[str]:
+        return [p.metadata.name for p in core.list_namespaced_pod(ns, field_selector=selector).items]
+    assert names("spec.nodeName=node-a") == ["p"] and names("spec.nodeName=node-b") == []
+    assert names("status.phase=Pending,metadata.name=p") == ["p"]
+    with pytest.raises(ApiException) as e:
+        names("spec.bogus=x")
+    assert e.value.status == 400
 
 
 def test_kubevirt_infrastructure_kinds_are_served(source_api, namespaces):

@@ -34,6 +34,7 @@ import (
 	"reflect"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -56,6 +57,7 @@ import (
 	metainternalversion "k8s.io/apimachinery/pkg/apis/meta/internalversion"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/conversion"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -165,6 +167,12 @@ func init() {
 			}))
 		}
 	}
+	must(Scheme.AddFieldLabelConversionFunc(corev1.SchemeGroupVersion.WithKind("Pod"), func(label, value string) (string, string, error) {
+		if _, ok := podFields(&corev1.Pod{})[label]; ok {
+			return label, value, nil
+		}
+		return "", "", fmt.Errorf("field label not supported: %s", label)
+	}))
 	Scheme.AddUnversionedTypes(schema.GroupVersion{Version: "v1"},
 		&metav1.Status{}, &metav1.APIVersions{}, &metav1.APIGroupList{}, &metav1.APIGroup{}, &metav1.APIResourceList{})
 }
@@ -323,6 +331,34 @@ type shortNamed struct {
 
 func (s *shortNamed) ShortNames() []string { return s.short }
 
+// podFields are the field selectors pods support (Kubernetes pkg/registry/core/pod/strategy.go
+// ToSelectableFields; accepted by pkg/apis/core/v1/conversion.go). KubeVirt's node controller
+// lists pods by spec.nodeName (kubevirt v1.9.0 pkg/virt-controller/watch/node/node.go:323).
+func podFields(pod *corev1.Pod) fields.Set {
+	ip := ""
+	if len(pod.Status.PodIPs) > 0 {
+		ip = pod.Status.PodIPs[0].IP
+	}
+	return generic.AddObjectMetaFieldsSet(fields.Set{
+		"spec.nodeName":            pod.Spec.NodeName,
+		"spec.restartPolicy":       string(pod.Spec.RestartPolicy),
+		"spec.schedulerName":       pod.Spec.SchedulerName,
+		"spec.serviceAccountName":  pod.Spec.ServiceAccountName,
+		"spec.hostNetwork":         strconv.FormatBool(pod.Spec.HostNetwork),
+		"status.phase":             string(pod.Status.Phase),
+		"status.podIP":             ip,
+		"status.nominatedNodeName": pod.Status.NominatedNodeName,
+	}, &pod.ObjectMeta, true)
+}
+
+func podAttrs(obj runtime.Object) (labels.Set, fields.Set, error) {
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return nil, nil, fmt.Errorf("not a pod: %T", obj)
+	}
+	return pod.Labels, podFields(pod), nil
+}
+
 // newStores returns the etcd-backed storage of one kind, and of its /status if it has one.
 func newStores(k kindInfo, getter generic.RESTOptionsGetter) (map[string]rest.Storage, error) {
 	gr := schema.GroupResource{Group: k.gv.Group, Resource: k.resource}
@@ -337,7 +373,11 @@ func newStores(k kindInfo, getter generic.RESTOptionsGetter) (map[string]rest.St
 		DeleteStrategy:            s,
 		TableConvertor:            rest.NewDefaultTableConvertor(gr),
 	}
-	if err := store.CompleteWithOptions(&generic.StoreOptions{RESTOptions: getter}); err != nil {
+	opts := &generic.StoreOptions{RESTOptions: getter}
+	if _, ok := k.obj.(*corev1.Pod); ok {
+		opts.AttrFunc = podAttrs
+	}
+	if err := store.CompleteWithOptions(opts); err != nil {
 		return nil, err
 	}
 	out := map[string]rest.Storage{k.resource: &shortNamed{store, k.shortNames}}
