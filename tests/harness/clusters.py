@@ -8,10 +8,9 @@ Without a built server the tests using these skip with one line saying how to bu
 CI=true they fail instead. Each cluster looks like one with KubeVirt (DLM gate on) and CDI.
 
 The API server runs the admission webhook plugins: a test may register webhooks (see
-test_admission.py). A webhook named by a Service is reached through the EndpointSlice labelled
-kubernetes.io/service-name=<service> in the Service's namespace (kube-apiserver with
---enable-aggregator-routing), so publish one with the loopback address and port of the webhook
-server; the Service's port name must equal the slice's port name. Delete the configurations after.
+test_admission.py). A webhook named by a Service is reached through the Service's EndpointSlices
+(kube-apiserver with --enable-aggregator-routing), so publish the webhook server's loopback
+address with publish_endpoint_slice(). Delete the configurations after.
 """
 from __future__ import annotations
 
@@ -207,6 +206,20 @@ def write_kubeconfig(path: Path, apis: list[ApiServer]) -> None:
     with open(path, "w") as f:
         YAML().dump(doc, f)
     path.chmod(0o600)
+
+
+def publish_endpoint_slice(c: Cluster, ns: str, service: str, port: int, address: str = "127.0.0.1",
+                           port_name: str = "") -> None:
+    """Play the endpoint controllers: publish `address:port` as the one ready endpoint of Service
+    `ns/service`, as the EndpointSlice kube-apiserver's webhook and aggregator routing read
+    (k8s.io/apiserver/pkg/util/proxy ResolveEndpoint: found by the kubernetes.io/service-name label,
+    the slice port's name must equal the Service port's name, "" when unnamed)."""
+    c.request("POST", f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices", {
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"generateName": f"{service}-", "labels": {
+            "kubernetes.io/service-name": service, "endpointslice.kubernetes.io/managed-by": "kubectl-dlm-tests"}},
+        "addressType": "IPv4", "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
+        "ports": [{"name": port_name, "port": port, "protocol": "TCP"}]})
 
 
 def install_kubevirt(c: Cluster) -> None:

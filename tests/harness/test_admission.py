@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from .apiserver import ApiError, make_ca, make_cert
-from .clusters import kubectl_path
+from .clusters import kubectl_path, publish_endpoint_slice
 
 SERVICE = "hooks"
 DENY_LABEL = "example.com/deny"  # objects carrying it are denied, with its value in the message
@@ -107,15 +107,11 @@ def webhook(clusters, namespaces, tmp_path):
     port = server.server_address[1]
     threading.Thread(target=server.serve_forever, daemon=True).start()
 
-    # The Service and the EndpointSlice a Service's endpoints controller would publish.
+    # The Service (unnamed port, as virt-operator's virt-api Service) and its endpoint.
     c.request("POST", f"/api/v1/namespaces/{ns}/services", {
         "apiVersion": "v1", "kind": "Service", "metadata": {"name": SERVICE},
-        "spec": {"ports": [{"name": "https", "port": 443, "targetPort": port}]}})
-    c.request("POST", f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices", {
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": f"{SERVICE}-1", "labels": {"kubernetes.io/service-name": SERVICE}},
-        "addressType": "IPv4", "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}],
-        "ports": [{"name": "https", "port": port, "protocol": "TCP"}]})
+        "spec": {"ports": [{"port": 443, "targetPort": port}]}})
+    publish_endpoint_slice(c, ns, SERVICE, port)
 
     def hook(name: str, path: str, rules: list[dict]) -> dict:
         return {"name": name, "sideEffects": "None", "admissionReviewVersions": ["v1"], "failurePolicy": "Fail",
