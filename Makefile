@@ -12,11 +12,14 @@ install: ## create .venv and install kubectl-dlm with its test tools (editable)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -e '.[test]'
 
-test: install ## the whole suite, as CI runs it; builds (or reuses) the test API server first
+test: install ## the whole suite, as CI runs it; builds (or reuses) the test API server and KubeVirt first
 	@bin=$$(bash -o pipefail -c 'bash tests/infra/build.sh | tail -n 1') || { \
 	  if [ "$${CI:-}" = true ]; then echo "make test: the test API server could not be built" >&2; exit 1; fi; \
 	  echo "make test: no test API server; cluster tests will skip" >&2; bin=; }; \
-	MINI_KUBE_BIN=$$bin PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest
+	kv=$$(bash -o pipefail -c 'bash tests/infra/build-kubevirt.sh | tail -n 1') || { \
+	  if [ "$${CI:-}" = true ]; then echo "make test: KubeVirt could not be built" >&2; exit 1; fi; \
+	  echo "make test: KubeVirt not built; the KubeVirt tier will skip" >&2; kv=; }; \
+	MINI_KUBE_BIN=$$bin KUBEVIRT_BIN=$$kv PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest
 
 unit: install ## the fast tier only (no API servers)
 	$(PY) -m pytest tests -q --ignore=tests/harness --ignore=tests/sim -m 'not cluster'

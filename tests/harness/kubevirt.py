@@ -1,0 +1,494 @@
+"""KubeVirt's own virt-api, virt-controller and synchronization-controller on two test clusters.
+
+    kubevirt_bin       (session)  dir with the KubeVirt programs (tests/infra/build-kubevirt.sh)
+    kubevirt_clusters  (session)  Clusters "source" and "target", each with KubeVirt running
+
+The harness plays virt-operator (which cannot run here: it deploys Pods, and nothing runs Pods).
+Everything it installs comes from KubeVirt's own code, printed by `dlm-kubevirt-manifests`
+(tests/infra/kubevirt-cmd): the CRDs, Services, webhook configurations, certificate Secrets and CA
+ConfigMaps, and each component's command line from its Deployment. The harness adds only what a
+pod would get from the kubelet: a kubeconfig (instead of a service account token), its
+certificate files at the paths the Deployment mounts them (an overlay on /etc in a private mount
+namespace: the machine's /etc is never written), a host name (its pod name, in a private UTS
+namespace) and an address. Each "pod" gets its own loopback address (127.0.<cluster>.<component>),
+so both clusters' components listen on the ports their Deployments name.
+
+What is real and what is played: tests/kubevirt/README.md.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import socket
+import ssl
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from .apiserver import ApiError, ApiServer, _die_with_parent, _terminate
+from .clusters import (HARNESS_CRDS, NAMES, STORAGE_CLASSES, Cluster, Clusters, _ci, _unavailable, shared_dir,
+                       write_kubeconfig)
+
+REPO = Path(__file__).resolve().parents[2]
+INFRA = REPO / "tests" / "infra"
+KUBEVIRT_CRDS = REPO / "tests" / "kubevirt" / "crds"   # CDI stand-ins (CDI is not built)
+BUILD_CMD = "bash tests/infra/build-kubevirt.sh"
+NOT_BUILT = "KUBEVIRT NOT BUILT"
+PROGRAMS = ("virt-api", "virt-controller", "synchronization-controller", "dlm-kubevirt-manifests")
+NS = "kubevirt"
+GATE = "DecentralizedLiveMigration"
+
+# Pod addresses: 127.0.<cluster>.<component>. All of 127/8 is the loopback interface on Linux.
+CLUSTER_NET = {"source": 1, "target": 2}
+COMPONENT_HOST = {"virt-api": 11, "virt-controller": 12, "virt-synchronization-controller": 13}
+COMPONENTS = ("virt-api", "virt-controller", "virt-synchronization-controller")   # Deployment names
+PROGRAM_OF = {"virt-synchronization-controller": "synchronization-controller"}
+
+
+def pinned() -> dict[str, str]:
+    """tests/infra/kubevirt.env: the one place the KubeVirt version and tarball checksum are pinned."""
+    out = {}
+    for line in (INFRA / "kubevirt.env").read_text().splitlines():
+        if "=" in line and not line.lstrip().startswith("#"):
+            k, v = line.split("=", 1)
+            out[k.strip()] = v.strip()
+    return out
+
+
+# ---- the binaries ----
+
+def _has_programs(d: Path) -> bool:
+    return all(os.access(d / p, os.X_OK) for p in PROGRAMS)
+
+
+def _cached_build() -> Path | None:
+    """The newest build in build-kubevirt.sh's cache from the current sources (no hashing of the tarball)."""
+    root = Path(os.environ.get("KUBEVIRT_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+                / "kubectl-dlm" / "kubevirt")
+    want = sources_hash()
+    found = [d for d in root.glob("*/") if _has_programs(d) and (d / "SOURCES.sha256").is_file()
+             and (d / "SOURCES.sha256").read_text().strip() == want]
+    return max(found, key=lambda d: d.stat().st_mtime, default=None)
+
+
+def sources_hash() -> str:
+    """What build-kubevirt.sh writes to SOURCES.sha256: our build inputs, in the same order."""
+    files = [INFRA / "build-kubevirt.sh", INFRA / "kubevirt.env"]
+    ours = INFRA / "kubevirt-cmd"
+    files += sorted((p for p in ours.rglob("*") if p.is_file()), key=lambda p: str(p).encode())
+    return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
+
+
+@pytest.fixture(scope="session")
+def kubevirt_bin() -> Path:
+    env = os.environ.get("KUBEVIRT_BIN")
+    if env:
+        if not _has_programs(Path(env)):
+            _unavailable(f"{NOT_BUILT}: KUBEVIRT_BIN={env} lacks {', '.join(PROGRAMS)}; run `{BUILD_CMD}`")
+        return Path(env)
+    if _ci():
+        out = subprocess.run(["bash", str(INFRA / "build-kubevirt.sh")], stdout=subprocess.PIPE, text=True)
+        lines = out.stdout.strip().splitlines()
+        if out.returncode == 0 and lines and _has_programs(Path(lines[-1])):
+            return Path(lines[-1])
+        pytest.fail(f"`{BUILD_CMD}` failed (exit {out.returncode})", pytrace=False)
+    found = _cached_build()
+    if found is None:
+        _unavailable(f"{NOT_BUILT}: run `{BUILD_CMD}` once (~4 min), or set KUBEVIRT_BIN")
+    return found
+
+
+# ---- one component, run like its pod ----
+
+class Component:
+    """One KubeVirt program started as its Deployment's pod would run it (see the module docstring)."""
+
+    def __init__(self, cluster: str, deployment: dict, secrets: dict[str, dict], bin_dir: Path, kubeconfig: Path,
+                 workdir: Path):
+        self.name = deployment["metadata"]["name"]
+        self.cluster = cluster
+        self.ip = f"127.0.{CLUSTER_NET[cluster]}.{COMPONENT_HOST[self.name]}"
+        self.pod_name = f"{self.name}-{cluster}-0"
+        self.dir = workdir / self.name
+        self.log = self.dir / f"{self.name}.log"
+        pod = deployment["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        self.ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+        self.labels = deployment["spec"]["template"]["metadata"].get("labels", {})
+        argv = list(container.get("command", [])) + list(container.get("args", []))
+        # `go build` names a program after its directory; KubeVirt's Bazel build and Deployment call
+        # cmd/synchronization-controller "virt-synchronization-controller" (its BUILD.bazel:39).
+        argv[0] = str(bin_dir / PROGRAM_OF.get(argv[0], argv[0]))
+        # Where a pod gets these from the API server's service account and the downward API.
+        self.argv = argv + ["--kubeconfig", str(kubeconfig), "--listen", self.ip]
+        self.env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.dir)}
+        for e in container.get("env", []):
+            if "value" in e:
+                self.env[e["name"]] = e["value"]
+            elif (e.get("valueFrom") or {}).get("fieldRef", {}).get("fieldPath") == "status.podIP":
+                self.env[e["name"]] = self.ip
+        # Secret volumes at their mount paths, under an overlay of /etc (only /etc/... paths are used).
+        self.upper, self.overlay_work = self.dir / "etc", self.dir / ".etc-work"
+        self.upper.mkdir(parents=True)
+        self.overlay_work.mkdir()
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        for m in container.get("volumeMounts", []):
+            secret = (volumes.get(m["name"]) or {}).get("secret")
+            if not secret:
+                continue
+            path = Path(m["mountPath"])
+            if path.parts[:2] != ("/", "etc"):
+                raise RuntimeError(f"{self.name}: secret mounted outside /etc ({path}): not supported")
+            target = self.upper.joinpath(*path.parts[2:])
+            target.mkdir(parents=True, exist_ok=True)
+            for key, value in secrets[secret["secretName"]]["data"].items():
+                (target / key).write_bytes(base64.b64decode(value))
+                (target / key).chmod(0o600)
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        script = ('mount -t overlay overlay -o "lowerdir=/etc,upperdir=$0,workdir=$1" /etc && hostname "$2" '
+                  '&& shift 2 && exec "$@"')
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [*unshare(), "sh", "-c", script,
+                 str(self.upper), str(self.overlay_work), self.pod_name, *self.argv],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env,
+                preexec_fn=_die_with_parent)
+
+    def check_running(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            raise RuntimeError(f"{self.cluster}/{self.name} exited:\n{tail(self.log)}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _terminate(self.proc)
+            self.proc = None
+
+
+def unshare() -> list[str]:
+    """A private mount and UTS namespace; without root, inside a user namespace of our own."""
+    user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
+    return ["unshare", *user, "--mount", "--uts", "--propagation", "private"]
+
+
+def tail(path: Path, n: int = 4000) -> str:
+    try:
+        return path.read_text(errors="replace")[-n:]
+    except OSError:
+        return "(no log)"
+
+
+def wait_tls(host: str, port: int, deadline: float, component: Component) -> None:
+    """Until host:port completes a TLS handshake (KubeVirt's servers accept any client for the hello)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    while True:
+        component.check_running()
+        try:
+            with socket.create_connection((host, port), timeout=2) as s, ctx.wrap_socket(s):
+                return
+        except (OSError, ssl.SSLError):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{component.cluster}/{component.name}: {host}:{port} not serving TLS:\n"
+                                   f"{tail(component.log)}") from None
+            time.sleep(0.2)
+
+
+# ---- virt-operator, played ----
+
+class KubeVirtInstall:
+    """What virt-operator installs and runs on one cluster, and the components themselves."""
+
+    def __init__(self, cluster: Cluster, bin_dir: Path, workdir: Path):
+        self.cluster, self.bin = cluster, bin_dir
+        self.dir = workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.req = cluster.request
+        self.components: dict[str, Component] = {}
+        self.manifests: dict = {}
+
+    # The KubeVirt CR as a user creates it for DLM (the gate is Alpha in v1.9.0).
+    def kubevirt_cr(self) -> dict:
+        return {"apiVersion": "kubevirt.io/v1", "kind": "KubeVirt",
+                "metadata": {"name": "kubevirt", "namespace": NS},
+                "spec": {"configuration": {"developerConfiguration": {"featureGates": [GATE]}}}}
+
+    def generate(self) -> None:
+        """Run dlm-kubevirt-manifests (KubeVirt's install strategy + certificates) for this cluster."""
+        kv = self.dir / "kubevirt-cr.json"
+        kv.write_text(json.dumps(self.kubevirt_cr()))
+        version = pinned()["KUBEVIRT_VERSION"]
+        env = dict(os.environ, VIRT_OPERATOR_IMAGE=f"kubevirt/virt-operator:{version}", KUBEVIRT_VERSION=version)
+        out = subprocess.run([str(self.bin / "dlm-kubevirt-manifests"), "-kubevirt", str(kv)],
+                             capture_output=True, text=True, env=env, check=False)
+        if out.returncode != 0:
+            raise RuntimeError(f"dlm-kubevirt-manifests failed: {out.stderr}")
+        (self.dir / "manifests.json").write_text(out.stdout)
+        self.manifests = json.loads(out.stdout)
+
+    def ca_pem(self) -> str:
+        return self.configmap("kubevirt-ca")["data"]["ca-bundle"]
+
+    def configmap(self, name: str) -> dict:
+        return next(c for c in self.manifests["configMaps"] if c["metadata"]["name"] == name)
+
+    def install_crds(self) -> None:
+        crd_dir = self.dir / "crds"
+        crd_dir.mkdir(exist_ok=True)
+        files = []
+        for crd in self.manifests["customResourceDefinitions"]:
+            f = crd_dir / f"{crd['metadata']['name']}.json"
+            f.write_text(json.dumps(crd))
+            files.append(f)
+        shared = shared_dir()
+        files += [shared / "crds/kubevirt-main/cdi.kubevirt.io_datavolumes.crd.yaml",
+                  *sorted(KUBEVIRT_CRDS.glob("*.yaml")), *sorted(HARNESS_CRDS.glob("*.yaml"))]
+        self.cluster.api.install_crds(files)
+
+    def create(self, path: str, obj: dict) -> dict:
+        try:
+            return self.req("POST", path, obj)
+        except ApiError as e:
+            if e.status != 409:
+                raise
+            return obj
+
+    def install(self) -> None:
+        """The objects, in virt-operator's order where it matters (certificates before components)."""
+        c = self.cluster
+        for name, (provisioner, binding) in STORAGE_CLASSES[c.name].items():
+            annotations = {"storageclass.kubernetes.io/is-default-class": "true"} if name == "standard" else {}
+            self.create("/apis/storage.k8s.io/v1/storageclasses", {
+                "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+                "metadata": {"name": name, "annotations": annotations}, "provisioner": provisioner,
+                "reclaimPolicy": "Delete", "volumeBindingMode": binding, "allowVolumeExpansion": True})
+        c.create_namespace(NS)
+        # kube-apiserver publishes this (pkg/controlplane/controller/clusterauthenticationtrust); the
+        # mini server does not. virt-api refuses to start without requestheader-client-ca-file
+        # (pkg/virt-api/api.go readRequestHeader).
+        ca = c.api.ca_cert.read_text()
+        self.create("/api/v1/namespaces/kube-system/configmaps", {
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "extension-apiserver-authentication", "namespace": "kube-system"},
+            "data": {"client-ca-file": ca, "requestheader-client-ca-file": ca,
+                     "requestheader-username-headers": '["X-Remote-User"]',
+                     "requestheader-group-headers": '["X-Remote-Group"]',
+                     "requestheader-extra-headers-prefix": '["X-Remote-Extra-"]',
+                     "requestheader-allowed-names": '["front-proxy-client"]'}})
+        m = self.manifests
+        for sa in m["serviceAccounts"]:
+            self.create(f"/api/v1/namespaces/{sa['metadata']['namespace']}/serviceaccounts", sa)
+        for s in m["secrets"]:
+            self.create(f"/api/v1/namespaces/{s['metadata']['namespace']}/secrets", s)
+        for cm in m["configMaps"]:
+            self.create(f"/api/v1/namespaces/{cm['metadata']['namespace']}/configmaps", cm)
+        for svc in m["services"]:
+            self.create(f"/api/v1/namespaces/{svc['metadata']['namespace']}/services", svc)
+        self.create(f"/apis/kubevirt.io/v1/namespaces/{NS}/kubevirts", self.kubevirt_cr())
+
+    def components_from_deployments(self, kubeconfig: Path) -> None:
+        secrets = {s["metadata"]["name"]: s for s in self.manifests["secrets"]}
+        deployments = {d["metadata"]["name"]: d for d in self.manifests["deployments"]}
+        for name in COMPONENTS:
+            self.components[name] = Component(self.cluster.name, deployments[name], secrets, self.bin, kubeconfig,
+                                              self.dir)
+
+    def publish_virt_api(self) -> None:
+        """Once virt-api serves: the Service's endpoints pointing at its Pod."""
+        api = self.components["virt-api"]
+        # The endpoints and endpointslice controllers' work for Service kubevirt/virt-api.
+        port = api.ports["virt-api"]
+        self.create(f"/api/v1/namespaces/{NS}/endpoints", {
+            "apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "virt-api", "namespace": NS},
+            "subsets": [{"addresses": [{"ip": api.ip, "targetRef": {"kind": "Pod", "name": api.pod_name,
+                                                                   "namespace": NS}}],
+                         "ports": [{"port": port, "protocol": "TCP"}]}]})
+        self.create(f"/apis/discovery.k8s.io/v1/namespaces/{NS}/endpointslices", {
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "virt-api-0", "namespace": NS,
+                         "labels": {"kubernetes.io/service-name": "virt-api",
+                                    "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [api.ip], "conditions": {"ready": True, "serving": True, "terminating": False},
+                           "targetRef": {"kind": "Pod", "name": api.pod_name, "namespace": NS}}],
+            "ports": [{"port": port, "protocol": "TCP", "name": ""}]})
+
+    def install_webhooks(self) -> None:
+        """virt-api's webhook configurations. virt-operator's own (service virt-operator) is left out:
+        virt-operator does not run here, and its failurePolicy would then deny what it guards."""
+        def ours(w):
+            return all((h["clientConfig"].get("service") or {}).get("name") == "virt-api" for h in w["webhooks"])
+        for w in self.manifests["mutatingWebhookConfigurations"]:
+            if ours(w) and w["metadata"]["name"] == "virt-api-mutator":
+                self.create("/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations", w)
+        for w in self.manifests["validatingWebhookConfigurations"]:
+            if ours(w):
+                self.create("/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations", w)
+
+    def publish_pod(self, comp: Component) -> None:
+        """The component's Pod as the API server would hold it: its labels (virt-controller and the
+        operator look pods up by them) and its IP (virt-operator reads the sync controller's)."""
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": comp.pod_name, "namespace": NS, "labels": comp.labels},
+               "spec": {"containers": [{"name": comp.name, "image": f"kubevirt/{comp.name}"}]}}
+        created = self.create(f"/api/v1/namespaces/{NS}/pods", pod)
+        if "metadata" in created:
+            self.req("PATCH", f"/api/v1/namespaces/{NS}/pods/{comp.pod_name}/status",
+                     {"status": {"phase": "Running", "podIP": comp.ip, "podIPs": [{"ip": comp.ip}],
+                                 "conditions": [{"type": "Ready", "status": "True"}]}},
+                     content_type="application/merge-patch+json")
+
+    def start(self, name: str) -> None:
+        self.publish_pod(self.components[name])
+        self.components[name].start()
+
+    def lease_holder(self, name: str) -> str | None:
+        try:
+            lease = self.req("GET", f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/{name}")
+        except ApiError as e:
+            if e.status == 404:
+                return None
+            raise
+        return (lease.get("spec") or {}).get("holderIdentity")
+
+    def wait_leaders(self, deadline: float) -> None:
+        for name in ("virt-controller", "virt-synchronization-controller"):
+            comp = self.components[name]
+            while self.lease_holder(name) != comp.pod_name:
+                comp.check_running()
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{self.cluster.name}/{name} did not take its Lease:\n{tail(comp.log)}")
+                time.sleep(0.2)
+        sync = self.components["virt-synchronization-controller"]
+        wait_tls(sync.ip, sync.ports["sync"], deadline, sync)
+
+    def update_status(self) -> None:
+        """KubeVirt CR status as virt-operator writes it once everything is deployed, with
+        synchronizationAddresses from the sync controller's Lease holder Pod
+        (pkg/virt-operator/resource/apply/core.go updateSynchronizationAddress)."""
+        version = pinned()["KUBEVIRT_VERSION"]
+        holder = self.lease_holder("virt-synchronization-controller")
+        pod = self.req("GET", f"/api/v1/namespaces/{NS}/pods/{holder}")
+        port = self.components["virt-synchronization-controller"].ports["sync"]
+        addresses = [f"{p['ip']}:{port}" for p in pod["status"]["podIPs"]]
+        ready = {"lastProbeTime": None, "lastTransitionTime": None, "reason": "AllComponentsReady",
+                 "message": "All components are ready."}
+        self.req("PATCH", f"/apis/kubevirt.io/v1/namespaces/{NS}/kubevirts/kubevirt/status", {"status": {
+            "phase": "Deployed", "observedKubeVirtVersion": version, "targetKubeVirtVersion": version,
+            "operatorVersion": version, "defaultArchitecture": "amd64", "synchronizationAddresses": addresses,
+            "conditions": [dict(ready, type="Available", status="True"),
+                           dict(ready, type="Progressing", status="False"),
+                           dict(ready, type="Degraded", status="False")]}},
+            content_type="application/merge-patch+json")
+
+    def trust(self, peer: "KubeVirtInstall") -> None:
+        """What a DLM admin does (kubevirt-external-ca := the peer's CA) and virt-operator then does
+        with it: kubevirt-ca = external CAs + own CA, webhooks follow, external emptied
+        (pkg/virt-operator/resource/apply/core.go createOrUpdateComponentsWithCertificates)."""
+        own, theirs = self.ca_pem(), peer.ca_pem()
+        bundle = theirs + own
+        self.req("PATCH", f"/api/v1/namespaces/{NS}/configmaps/kubevirt-ca",
+                 {"data": {"ca-bundle": bundle}}, content_type="application/merge-patch+json")
+        self.req("PATCH", f"/api/v1/namespaces/{NS}/configmaps/kubevirt-external-ca",
+                 {"data": {"ca-bundle": ""}}, content_type="application/merge-patch+json")
+
+    def stop(self) -> None:
+        for comp in self.components.values():
+            if comp.proc is not None:
+                comp.proc.terminate()
+        for comp in self.components.values():
+            comp.stop()
+
+    def logs(self) -> list[tuple[str, Path]]:
+        return [(f"{self.cluster.name}/{c.name}", c.log) for c in self.components.values()]
+
+
+class KubeVirtClusters(Clusters):
+    def __init__(self, clusters: list[Cluster], kubeconfig: Path, installs: dict[str, KubeVirtInstall]):
+        super().__init__(clusters, kubeconfig)
+        self.kubevirt = installs
+
+    def logs(self) -> list[tuple[str, Path]]:
+        return [entry for i in self.kubevirt.values() for entry in i.logs()]
+
+
+_running: list[KubeVirtClusters] = []   # for the log sections of failed tests (tests/kubevirt/conftest.py)
+
+
+def component_kubeconfig(api: ApiServer, path: Path) -> Path:
+    """The components' API credentials: the admin client certificate. The mini server authorises
+    system:masters only (no RBAC), so KubeVirt's ClusterRoles could not be honoured anyway."""
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": api.server, "certificate-authority": str(api.ca_cert)}}],
+        "users": [{"name": "u", "user": {"client-certificate": str(api.client_cert), "client-key": str(api.client_key)}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u", "namespace": NS}}]}))
+    return path
+
+
+@pytest.fixture(scope="session")
+def kubevirt_clusters(kube_bin, kubevirt_bin, tmp_path_factory) -> KubeVirtClusters:
+    if subprocess.run([*unshare(), "true"], capture_output=True).returncode != 0:
+        _unavailable(f"KubeVirt tier: `{' '.join(unshare())}` is not permitted here (needs root or user namespaces)")
+    base = tmp_path_factory.mktemp("kubevirt-clusters")
+    apis = [ApiServer(name, kube_bin, base / name) for name in NAMES]
+    installs: dict[str, KubeVirtInstall] = {}
+    try:
+        for a in apis:
+            a.start()
+        kubeconfig = base / "kubeconfig"
+        clusters = [Cluster(a.name, a, kubeconfig) for a in apis]
+        for c in clusters:
+            installs[c.name] = KubeVirtInstall(c, kubevirt_bin, base / c.name / "kubevirt")
+
+        def prepare(i: KubeVirtInstall):
+            i.cluster.api.wait_ready()
+            i.generate()
+            i.install_crds()
+            i.install()
+            i.components_from_deployments(component_kubeconfig(i.cluster.api, i.dir / "kubeconfig"))
+        with ThreadPoolExecutor(len(installs)) as pool:
+            list(pool.map(prepare, installs.values()))
+        write_kubeconfig(kubeconfig, apis)
+        installs["source"].trust(installs["target"])
+        installs["target"].trust(installs["source"])
+        deadline = time.monotonic() + 120
+        for i in installs.values():   # spawn from this thread (see apiserver._die_with_parent)
+            i.start("virt-api")
+        for i in installs.values():
+            api = i.components["virt-api"]
+            wait_tls(api.ip, api.ports["virt-api"], deadline, api)
+            i.publish_virt_api()
+            i.install_webhooks()
+        # Every other server binds its own address before a synchronization-controller binds
+        # 0.0.0.0:8443 for /healthz (tests/kubevirt/README.md, known limits).
+        for i in installs.values():
+            i.start("virt-controller")
+        for i in installs.values():
+            ctl = i.components["virt-controller"]
+            wait_tls(ctl.ip, ctl.ports["metrics"], deadline, ctl)
+        for i in installs.values():
+            i.start("virt-synchronization-controller")
+        for i in installs.values():
+            i.wait_leaders(deadline)
+            i.update_status()
+        result = KubeVirtClusters(clusters, kubeconfig, installs)
+        _running.append(result)
+        yield result
+        _running.remove(result)
+    finally:
+        for i in installs.values():
+            i.stop()
+        for a in apis:
+            a.stop()
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40].strip("-")

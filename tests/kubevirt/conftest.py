@@ -1,0 +1,39 @@
+"""The KubeVirt tier: tests against KubeVirt's own virt-api, virt-controller and
+synchronization-controller (tests/harness/kubevirt.py; what runs real: README.md here)."""
+from __future__ import annotations
+
+import secrets
+
+import pytest
+
+from tests.harness import kubevirt as harness
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "kubevirt_clusters" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.kubevirt)
+            item.add_marker(pytest.mark.cluster)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    # A failing test shows what KubeVirt's components logged (the tail of each log).
+    report = yield
+    if report.failed:
+        for running in harness._running:
+            for name, log in running.logs():
+                report.sections.append((f"{name} log (tail)", harness.tail(log, 3000)))
+    return report
+
+
+@pytest.fixture
+def kv_namespace(kubevirt_clusters, request):
+    """A fresh namespace with the same name on both KubeVirt clusters, deleted after the test."""
+    stem = harness.slug(request.node.name)
+    name = f"t-{stem}-{secrets.token_hex(3)}"
+    for c in kubevirt_clusters:
+        c.create_namespace(name)
+    yield name
+    for c in kubevirt_clusters:
+        c.delete_namespace(name)
