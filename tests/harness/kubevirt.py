@@ -18,6 +18,7 @@ What is real and what is played: tests/kubevirt/README.md.
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import json
 import os
@@ -40,7 +41,7 @@ INFRA = REPO / "tests" / "infra"
 KUBEVIRT_CRDS = REPO / "tests" / "kubevirt" / "crds"   # CDI stand-ins (CDI is not built)
 BUILD_CMD = "bash tests/infra/build-kubevirt.sh"
 NOT_BUILT = "KUBEVIRT NOT BUILT"
-PROGRAMS = ("virt-api", "virt-controller", "synchronization-controller", "dlm-kubevirt-manifests")
+PROGRAMS = ("virt-api", "virt-controller", "synchronization-controller", "dlm-kubevirt-manifests", "dlm-client-cert")
 NS = "kubevirt"
 GATE = "DecentralizedLiveMigration"
 
@@ -121,6 +122,7 @@ class Component:
         container = pod["containers"][0]
         self.ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
         self.labels = deployment["spec"]["template"]["metadata"].get("labels", {})
+        self.service_account = pod["serviceAccountName"]
         argv = list(container.get("command", [])) + list(container.get("args", []))
         # `go build` names a program after its directory; KubeVirt's Bazel build and Deployment call
         # cmd/synchronization-controller "virt-synchronization-controller" (its BUILD.bazel:39).
@@ -293,12 +295,38 @@ class KubeVirtInstall:
             self.create(f"/api/v1/namespaces/{svc['metadata']['namespace']}/services", svc)
         self.create(f"/apis/kubevirt.io/v1/namespaces/{NS}/kubevirts", self.kubevirt_cr())
 
-    def components_from_deployments(self, kubeconfig: Path) -> None:
+    def components_from_deployments(self) -> None:
         secrets = {s["metadata"]["name"]: s for s in self.manifests["secrets"]}
         deployments = {d["metadata"]["name"]: d for d in self.manifests["deployments"]}
         for name in COMPONENTS:
+            sa = deployments[name]["spec"]["template"]["spec"]["serviceAccountName"]
+            kubeconfig = component_kubeconfig(self.cluster.api, self.dir / f"{sa}.kubeconfig", *self.credentials(sa))
             self.components[name] = Component(self.cluster.name, deployments[name], secrets, self.bin, kubeconfig,
                                               self.dir)
+
+    def credentials(self, service_account: str) -> tuple[Path, Path]:
+        """A client certificate that authenticates as service account kubevirt/<name>, as its token
+        would: virt-api lets only KubeVirt's own service accounts change a VMI's status
+        (pkg/virt-api/webhooks/serviceaccounts.go, used by the VMI mutating and update webhooks).
+        Also in system:masters: the mini server has no RBAC authorizer (tests/kubevirt/README.md)."""
+        pki = self.dir / "pki"
+        pki.mkdir(exist_ok=True)
+        crt, key = pki / f"{service_account}.crt", pki / f"{service_account}.key"
+        if not crt.exists():
+            api = self.cluster.api
+            groups = ["system:masters", "system:serviceaccounts", f"system:serviceaccounts:{NS}"]
+            subprocess.run([str(self.bin / "dlm-client-cert"), "-ca-cert", str(api.ca_cert), "-ca-key", str(api.ca_key),
+                            "-cn", f"system:serviceaccount:{NS}:{service_account}", *(a for g in groups for a in ("-o", g)),
+                            "-out-cert", str(crt), "-out-key", str(key)], check=True, capture_output=True)
+        return crt, key
+
+    def request_as(self, service_account: str):
+        """Cluster.request, authenticated as a KubeVirt service account (e.g. a played virt-handler)."""
+        crt, key = self.credentials(service_account)
+        api = copy.copy(self.cluster.api)
+        api._ssl = ssl.create_default_context(cafile=str(api.ca_cert))
+        api._ssl.load_cert_chain(str(crt), str(key))
+        return api.request
 
     def publish_virt_api(self) -> None:
         """Once virt-api serves: the Service's endpoints pointing at its Pod."""
@@ -422,13 +450,12 @@ class KubeVirtClusters(Clusters):
 _running: list[KubeVirtClusters] = []   # for the log sections of failed tests (tests/kubevirt/conftest.py)
 
 
-def component_kubeconfig(api: ApiServer, path: Path) -> Path:
-    """The components' API credentials: the admin client certificate. The mini server authorises
-    system:masters only (no RBAC), so KubeVirt's ClusterRoles could not be honoured anyway."""
+def component_kubeconfig(api: ApiServer, path: Path, crt: Path, key: Path) -> Path:
+    """What a pod's service account token gives a component: access to its cluster as that account."""
     path.write_text(json.dumps({
         "apiVersion": "v1", "kind": "Config", "current-context": "c",
         "clusters": [{"name": "c", "cluster": {"server": api.server, "certificate-authority": str(api.ca_cert)}}],
-        "users": [{"name": "u", "user": {"client-certificate": str(api.client_cert), "client-key": str(api.client_key)}}],
+        "users": [{"name": "u", "user": {"client-certificate": str(crt), "client-key": str(key)}}],
         "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u", "namespace": NS}}]}))
     return path
 
@@ -453,7 +480,7 @@ def kubevirt_clusters(kube_bin, kubevirt_bin, tmp_path_factory) -> KubeVirtClust
             i.generate()
             i.install_crds()
             i.install()
-            i.components_from_deployments(component_kubeconfig(i.cluster.api, i.dir / "kubeconfig"))
+            i.components_from_deployments()
         with ThreadPoolExecutor(len(installs)) as pool:
             list(pool.map(prepare, installs.values()))
         write_kubeconfig(kubeconfig, apis)

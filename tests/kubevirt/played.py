@@ -68,12 +68,13 @@ def bind_and_run(cluster, pod: dict, node: str = NODE) -> None:
         content_type=MERGE)
 
 
-def handler_reports_running(cluster, vmi: dict) -> None:
+def handler_reports_running(install, vmi: dict) -> None:
     """virt-handler, once the domain runs: phase Running and the conditions it owns (Ready from the
-    launcher's readiness, LiveMigratable from pkg/virt-handler/... calculateLiveMigrationCondition)."""
+    launcher's readiness, LiveMigratable from pkg/virt-handler/... calculateLiveMigrationCondition).
+    As virt-handler's service account: virt-api lets only KubeVirt's accounts change VMI status."""
     ns, name = vmi["metadata"]["namespace"], vmi["metadata"]["name"]
     t = now()
-    cluster.request("PATCH", f"/apis/kubevirt.io/v1/namespaces/{ns}/virtualmachineinstances/{name}/status", {
+    install.request_as("kubevirt-handler")("PATCH", f"/apis/kubevirt.io/v1/namespaces/{ns}/virtualmachineinstances/{name}", {
         "status": {"phase": "Running", "conditions": [
             {"type": "Ready", "status": "True", "lastProbeTime": None, "lastTransitionTime": t},
             {"type": "LiveMigratable", "status": "True", "lastProbeTime": None, "lastTransitionTime": t},
@@ -81,9 +82,11 @@ def handler_reports_running(cluster, vmi: dict) -> None:
         content_type=MERGE)
 
 
-def run_vm(cluster, namespace: str, vm: dict) -> dict:
+def run_vm(install, namespace: str, vm: dict) -> dict:
     """Create the VM; the real virt-controller makes its VMI and launcher Pod; the played scheduler,
-    kubelet and virt-handler take it to Running. Returns the Running VMI."""
+    kubelet and virt-handler take it to Running. Returns the Running VMI.
+    `install`: the cluster's KubeVirtInstall (tests/harness/kubevirt.py)."""
+    cluster = install.cluster
     ensure_node(cluster)
     cluster.request("POST", f"/apis/kubevirt.io/v1/namespaces/{namespace}/virtualmachines", vm)
     name = vm["metadata"]["name"]
@@ -102,6 +105,6 @@ def run_vm(cluster, namespace: str, vm: dict) -> dict:
     bind_and_run(cluster, pod)
     vmi = wait_for("virt-controller to hand the VMI over (Scheduled)",
                    lambda: (v := get_vmi()) and v.get("status", {}).get("phase") == "Scheduled" and v)
-    handler_reports_running(cluster, vmi)
+    handler_reports_running(install, vmi)
     return wait_for("the VMI to be Running",
                     lambda: (v := get_vmi()) and v.get("status", {}).get("phase") == "Running" and v)

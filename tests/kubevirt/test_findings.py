@@ -28,7 +28,7 @@ def dlm(kubevirt_clusters, capsys):
     "server-side dry-run; it looks up the receiving VMI, which a dry-run never created, and denies "
     "(pkg/virt-api/webhooks/validating-webhook/admitters/migration-create-admitter.go:124-127)"))
 def test_dry_run_server_passes_on_real_kubevirt(kubevirt_clusters, kv_namespace, dlm):
-    played.run_vm(kubevirt_clusters.source, kv_namespace, vm_manifest("vm1", "Always"))
+    played.run_vm(kubevirt_clusters.kubevirt["source"], kv_namespace, vm_manifest("vm1", "Always"))
     code, out, err = dlm("migrate", "vm1", "--context", "source", "-n", kv_namespace, "--to-context", "target",
                          "--dry-run=server", "-o", "plain")
     if code != errors.OK and f'the VMI "{kv_namespace}/vm1" does not exist' in err.replace('\\"', '"'):
