@@ -64,6 +64,20 @@ def test_schema_is_enforced(source_api, namespaces):
     assert e.value.status == 422 and "spec.template" in e.value.body
 
 
+def test_json_patch_replaces_a_missing_key_as_kube_apiserver_does(clusters, namespaces):
+    # kube-apiserver applies JSON patches with gopkg.in/evanphx/json-patch.v4, where `replace` of a
+    # missing key adds it; KubeVirt's virt-controller adds its first finalizer that way
+    # (kubevirt v1.9.0 pkg/virt-controller/watch/vm/vm.go:2307). See tests/infra/build.sh.
+    ns = namespaces()
+    path = f"/apis/kubevirt.io/v1/namespaces/{ns}/virtualmachines"
+    clusters.source.request("POST", path, vm("a", ns))
+    patched = clusters.source.request("PATCH", f"{path}/a", [
+        {"op": "test", "path": "/metadata/finalizers", "value": None},
+        {"op": "replace", "path": "/metadata/finalizers", "value": ["example.com/f"]}],
+        content_type="application/json-patch+json")
+    assert patched["metadata"]["finalizers"] == ["example.com/f"]
+
+
 def test_dry_run_changes_nothing(source_api, namespaces):
     ns = namespaces()
     co = client.CustomObjectsApi(source_api)

@@ -75,6 +75,15 @@ apt-get "${APT[@]}" -qq download $(cat "$W/pkgs.txt")   # skips files already pr
 log "unpacking"
 rm -rf "$W/root" && mkdir -p "$W/root"
 xargs -P "$(nproc)" -n 16 sh -c 'for f; do dpkg-deb -x "$f" "$0"; done' "$W/root" < "$W/want.txt"
+# Debian builds k8s.io/apiserver against json-patch v5; upstream uses gopkg.in/evanphx/json-patch.v4,
+# whose `replace` of a missing key succeeds (v5 refuses it). KubeVirt relies on that: virt-controller
+# adds its finalizer with test+replace of /metadata/finalizers (kubevirt v1.9.0
+# pkg/virt-controller/watch/vm/vm.go:2307). Debian's github.com/evanphx/json-patch has v4's semantics.
+for f in pkg/endpoints/handlers/patch.go pkg/admission/plugin/webhook/mutating/dispatcher.go pkg/server/config.go; do
+  sed -i 's#"github.com/evanphx/json-patch/v5"#"github.com/evanphx/json-patch"#' "$W/root/usr/share/gocode/src/k8s.io/apiserver/$f"
+  grep -q '"github.com/evanphx/json-patch"' "$W/root/usr/share/gocode/src/k8s.io/apiserver/$f" \
+    || { echo "build.sh: k8s.io/apiserver/$f: json-patch import not found" >&2; exit 1; }
+done
 
 GOROOT=$(ls -d "$W"/root/usr/lib/go-1.* | sort -V | tail -1)
 export GOROOT GOPATH="$W/root/usr/share/gocode" GO111MODULE=off GOPROXY=off GOTOOLCHAIN=local GOFLAGS= \

@@ -74,7 +74,7 @@ def handler_reports_running(install, vmi: dict) -> None:
     As virt-handler's service account: virt-api lets only KubeVirt's accounts change VMI status."""
     ns, name = vmi["metadata"]["namespace"], vmi["metadata"]["name"]
     t = now()
-    install.request_as("kubevirt-handler")("PATCH", f"/apis/kubevirt.io/v1/namespaces/{ns}/virtualmachineinstances/{name}", {
+    install.request_as("kubevirt-handler", node=vmi["status"]["nodeName"])("PATCH", f"/apis/kubevirt.io/v1/namespaces/{ns}/virtualmachineinstances/{name}", {
         "status": {"phase": "Running", "conditions": [
             {"type": "Ready", "status": "True", "lastProbeTime": None, "lastTransitionTime": t},
             {"type": "LiveMigratable", "status": "True", "lastProbeTime": None, "lastTransitionTime": t},
