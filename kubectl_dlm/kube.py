@@ -20,6 +20,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 from urllib3.exceptions import HTTPError as Urllib3Error
 
+from kubectl_dlm import __version__
 from kubectl_dlm.errors import ClusterError, Conflict, DlmError, NotFound, UsageError
 from kubectl_dlm.model import KINDS, Obj, Source, TargetInfo, meta
 
@@ -65,8 +66,11 @@ def connect(kubeconfig: Optional[str], context: Optional[str]) -> Cluster:
         raise UsageError(f"cannot load kubeconfig {where}: {exc}", "pass --kubeconfig or set KUBECONFIG") from None
     configuration.retries = 0  # we retry ourselves, with backoff, only what is worth retrying
     namespace = (chosen.get("context") or {}).get("namespace") or "default"
-    return Cluster(context=chosen["name"], namespace=namespace, server=configuration.host,
-                   api=k8s.ApiClient(configuration))
+    api = k8s.ApiClient(configuration)
+    # Our own User-Agent, as kubectl sends its own: the API server's audit log can then tell the
+    # plugin's requests from other clients' (the generated client's default is OpenAPI-Generator/...).
+    api.user_agent = f"kubectl-dlm/{__version__}"
+    return Cluster(context=chosen["name"], namespace=namespace, server=configuration.host, api=api)
 
 
 def _contexts(config_file: str):
