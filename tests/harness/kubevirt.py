@@ -10,7 +10,7 @@ ConfigMaps, and each component's command line from its Deployment. The harness a
 pod would get from the kubelet: a kubeconfig (instead of a service account token), its
 certificate files at the paths the Deployment mounts them (an overlay on /etc in a private mount
 namespace: the machine's /etc is never written), a host name (its pod name, in a private UTS
-namespace) and an address. Each "pod" gets its own loopback address (127.0.<cluster>.<component>),
+namespace) and an address. Each "pod" gets its own loopback address (127.<session>.<cluster>.<component>),
 so both clusters' components listen on the ports their Deployments name.
 
 What is real and what is played: tests/kubevirt/README.md.
@@ -46,7 +46,8 @@ PROGRAMS = ("virt-api", "virt-controller", "synchronization-controller", "dlm-ku
 NS = "kubevirt"
 GATE = "DecentralizedLiveMigration"
 
-# Pod addresses: 127.0.<cluster>.<component>. All of 127/8 is the loopback interface on Linux.
+# Pod addresses: 127.<session>.<cluster>.<component>. All of 127/8 is the loopback interface on
+# Linux; <session> keeps two test sessions on one machine apart (see session_octet).
 CLUSTER_NET = {"source": 1, "target": 2}
 COMPONENT_HOST = {"virt-api": 11, "virt-controller": 12, "virt-synchronization-controller": 13}
 COMPONENTS = ("virt-api", "virt-controller", "virt-synchronization-controller")   # Deployment names
@@ -115,7 +116,7 @@ class Component:
                  workdir: Path):
         self.name = deployment["metadata"]["name"]
         self.cluster = cluster
-        self.ip = f"127.0.{CLUSTER_NET[cluster]}.{COMPONENT_HOST[self.name]}"
+        self.ip = f"127.{session_octet()}.{CLUSTER_NET[cluster]}.{COMPONENT_HOST[self.name]}"
         self.pod_name = f"{self.name}-{cluster}-0"
         self.dir = workdir / self.name
         self.log = self.dir / f"{self.name}.log"
@@ -173,6 +174,26 @@ class Component:
         if self.proc is not None:
             _terminate(self.proc)
             self.proc = None
+
+
+_octet: list[int] = []
+
+
+def session_octet() -> int:
+    """A second address octet no other test session on this machine uses: the ports are fixed by
+    KubeVirt's Deployments (8443, 9185), so the addresses must differ."""
+    if not _octet:
+        for o in [(os.getpid() + i) % 200 + 20 for i in range(200)]:
+            with socket.socket() as s:
+                try:
+                    s.bind((f"127.{o}.1.11", 8443))
+                except OSError:
+                    continue
+            _octet.append(o)
+            break
+        else:
+            raise RuntimeError("no free 127.x.1.11:8443 for the KubeVirt tier")
+    return _octet[0]
 
 
 def unshare() -> list[str]:
