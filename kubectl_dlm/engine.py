@@ -19,7 +19,7 @@ from kubectl_dlm.errors import Conflict, DlmError
 from kubectl_dlm.model import (
     COPIED_KINDS, LABEL_MIGRATION_ID, LABEL_VM, MANAGED_BY, MANAGER, Obj, Settings, meta,
 )
-from kubectl_dlm.watcher import Event, Watcher, drain
+from kubectl_dlm.watcher import Event, Watcher, drain, stop_all
 
 REFUSED = "refused"
 DRY_RUN = "dry run"
@@ -111,8 +111,9 @@ class Engine:
             self.watchers.append(watcher)
 
     def stop(self) -> None:
-        for watcher in self.watchers:
-            watcher.stop()
+        """Stop and join every watcher (closing its connection) before anyone may exit the process."""
+        stop_all(self.watchers)
+        self.watchers = []
 
     def _observe(self, runs: List[Run], event: Event) -> None:
         if event.type in ("LOST", "BACK"):

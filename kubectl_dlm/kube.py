@@ -279,8 +279,34 @@ def delete(cluster: Cluster, kind: str, namespace: str, name: str, dry_run: bool
         return False
 
 
+class WatchHandle:
+    """Lets another thread end a watch that is blocked reading from the network: shutdown() on the
+    open response wakes the read (urllib3 >= 2.3), so the watching thread can be joined before the
+    interpreter exits (a thread left inside network I/O at exit can abort the process)."""
+
+    def __init__(self) -> None:
+        self.response: Any = None
+        self.closed = False
+
+    def opened(self, response: Any) -> None:
+        self.response = response
+        if self.closed:
+            self.close()
+
+    def close(self) -> None:
+        self.closed = True
+        response = self.response
+        if response is None:
+            return
+        for method in ("shutdown", "close"):
+            try:
+                getattr(response, method, lambda: None)()
+            except Exception:  # noqa: BLE001 - closing a half-dead connection may fail in many ways
+                pass
+
+
 def watch(cluster: Cluster, kind: str, namespace: str, resource_version: str, selector: str = "",
-          field_selector: str = "", timeout: int = 60) -> Iterator[Dict[str, Any]]:
+          field_selector: str = "", timeout: int = 60, handle: Optional[WatchHandle] = None) -> Iterator[Dict[str, Any]]:
     """Watch events from resource_version; raises Expired when the server answers 410."""
     group, version, plural, _ = KINDS[kind]
     custom = k8s.CustomObjectsApi(cluster.api)
@@ -298,8 +324,16 @@ def watch(cluster: Cluster, kind: str, namespace: str, resource_version: str, se
         func = getattr(core, f"list_namespaced_{_snake(kind)}")
         args = (namespace,)
         kwargs["_preload_content"] = False
+    # A read timeout a little past the server's: a silent, half-open connection ends too.
+    kwargs["_request_timeout"] = (REQUEST_TIMEOUT, timeout + 15)
     cluster.requests += 1
-    stream = k8s_watch.Watch().stream(func, *args, **kwargs)
+    opener = func
+    if handle is not None:
+        def opener(*a: Any, **kw: Any) -> Any:
+            response = func(*a, **kw)
+            handle.opened(response)
+            return response
+    stream = k8s_watch.Watch().stream(opener, *args, **kwargs)
     try:
         for event in stream:
             obj = event.get("raw_object") or event.get("object")

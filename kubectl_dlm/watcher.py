@@ -34,9 +34,13 @@ class Watcher(threading.Thread):
         self.cluster, self.kind, self.namespace, self.selector = cluster, kind, namespace, selector
         self.events, self.tag = events, tag
         self.stopped = threading.Event()
+        self.handle: Optional[kube.WatchHandle] = None
 
     def stop(self) -> None:
+        """Ask the thread to end and close its connection, so that join() returns promptly."""
         self.stopped.set()
+        if self.handle is not None:
+            self.handle.close()
 
     def run(self) -> None:
         delay, lost = 0.5, False
@@ -52,6 +56,8 @@ class Watcher(threading.Thread):
             except kube.Expired:
                 continue  # list again
             except (kube.Disconnected, DlmError) as exc:
+                if self.stopped.is_set():
+                    break  # our own close() broke the connection
                 if not lost:
                     self.events.put(Event(self.tag, "LOST", [], f"lost {self.cluster.describe()}: {exc}; retrying"))
                     lost = True
@@ -66,7 +72,11 @@ class Watcher(threading.Thread):
         return (body.get("metadata") or {}).get("resourceVersion", "")
 
     def _watch(self, version: str) -> str:
-        for event in kube.watch(self.cluster, self.kind, self.namespace, version, selector=self.selector, timeout=30):
+        self.handle = kube.WatchHandle()
+        if self.stopped.is_set():
+            return version
+        for event in kube.watch(self.cluster, self.kind, self.namespace, version, selector=self.selector, timeout=30,
+                                handle=self.handle):
             if self.stopped.is_set():
                 break
             obj = event["object"] or {}
@@ -74,6 +84,18 @@ class Watcher(threading.Thread):
             if event["type"] != "BOOKMARK":
                 self.events.put(Event(self.tag, event["type"], [obj]))
         return version
+
+
+def stop_all(watchers: List[Watcher], timeout: float = 5.0) -> List[Watcher]:
+    """Stop every watcher, close its connection and join its thread; those still alive after
+    `timeout` seconds are returned (the caller may say so; they are daemon threads)."""
+    for watcher in watchers:
+        watcher.stop()
+    deadline = time.monotonic() + timeout
+    for watcher in watchers:
+        if watcher.is_alive():
+            watcher.join(max(0.0, deadline - time.monotonic()))
+    return [w for w in watchers if w.is_alive()]
 
 
 def drain(events: "queue.Queue[Event]", wait: float) -> List[Event]:
