@@ -14,16 +14,26 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
-from kubectl_dlm import diagnosis, disks, follow, kube
+from kubectl_dlm import diagnosis, disks, follow, ids, inventory, kube
 from kubectl_dlm.errors import Conflict, DlmError
 from kubectl_dlm.model import (
     COPIED_KINDS, LABEL_MIGRATION_ID, LABEL_VM, MANAGED_BY, MANAGER, Obj, Settings, meta,
 )
+from kubectl_dlm.plan import label_value
 from kubectl_dlm.watcher import Event, Watcher, drain, stop_all
 
 REFUSED = "refused"
 DRY_RUN = "dry run"
 LIVE_ADDRESS_WAIT = 30.0  # seconds to wait for the target VMIM's own address before using the bundle's
+REASON_GRACE = 5.0  # seconds to wait for KubeVirt's reason after a side turned Failed
+END_WAIT = 20.0  # seconds to wait for KubeVirt to let go of a migration we deleted to end it
+
+
+def owned_by(vmim: Obj, run: "Run") -> bool:
+    """One of this run's VMIMs: our label, this migration ID AND this VM (by label and by VMI name)."""
+    labels = meta(vmim).get("labels") or {}
+    return (labels.get(MANAGED_BY) == MANAGER and labels.get(LABEL_MIGRATION_ID) == run.migration_id
+            and labels.get(LABEL_VM) == label_value(run.vm) and (vmim.get("spec") or {}).get("vmiName") == run.vm)
 
 
 @dataclass
@@ -44,6 +54,10 @@ class Run:
     started: float = 0.0
     sent_at: Optional[float] = None
     phase_since: Dict[str, float] = field(default_factory=dict)
+    failed_at: Optional[float] = None
+    ending: List[tuple] = field(default_factory=list)  # (side, ns/name) of the VMIMs we deleted to end them
+    ending_since: float = 0.0
+    outcome_pending: tuple = ()
     last_phases: tuple = ("", "")
     disks: Dict[str, Optional[Obj]] = field(default_factory=dict)  # blank DataVolumes, as last seen
     disks_since: float = 0.0
@@ -86,8 +100,26 @@ class Engine:
                                "remove or rename that claim, or map the claim name with --claim-map")
         return kube.apply(cluster, obj, dry_run=self.dry_run)
 
+    def _guard_id(self, run: Run) -> None:
+        """Just before a VMIM is created: no other VMI's migration took this ID meanwhile (another
+        `migrate` started at the same time; the pre-flight check cannot see the future)."""
+        seen = {"source": inventory.every_vmim(self.source, [self.settings.source_namespace])}
+        seen["target"] = seen["source"] if self.target.server == self.source.server else \
+            inventory.every_vmim(self.target, [self.settings.target_namespace])
+        ours = {(c, role, ns, run.vm) for c in ("source", "target")
+                for role, ns in (("send", self.settings.source_namespace), ("receive", self.settings.target_namespace))
+                if c == {"send": "source", "receive": "target"}[role] or self.target.server == self.source.server}
+        foreign = ids.foreign_uses(seen, run.migration_id, ours)
+        if foreign:
+            raise Conflict(f"migration ID {run.migration_id} was taken meanwhile by {foreign[0].describe()}; KubeVirt "
+                           "pairs the two sides by this ID alone, so no migration object of ours was created",
+                           f"`kubectl dlm cleanup {run.vm}` removes what was prepared; migrate again without "
+                           "--migration-id (a unique ID is derived)")
+
     def _apply_phase(self, run: Run, phase: str, only: Optional[Callable[[Obj], bool]] = None) -> None:
         cluster = self.source if phase == "send" else self.target
+        if phase in ("receive", "send") and run.docs.get(phase) and not self.dry_run:
+            self._guard_id(run)
         for obj in run.docs.get(phase, []):
             if only is not None and not only(obj):
                 continue
@@ -145,8 +177,7 @@ class Engine:
                 run.disks[name] = None if event.type == "DELETED" else obj
 
     def _observe_vmim(self, run: Run, event: Event, side: str) -> None:
-        mine = [o for o in event.objects if (meta(o).get("labels") or {}).get(LABEL_MIGRATION_ID) == run.migration_id
-                and (meta(o).get("labels") or {}).get(LABEL_VM) is not None]
+        mine = [o for o in event.objects if owned_by(o, run)]
         attr = f"{side}_vmim"
         current = getattr(run.view, attr)
         if event.type == "LIST" or (mine and event.type == "DELETED"):
@@ -201,6 +232,8 @@ class Engine:
                 run.step = "follow"
         if run.step == "follow":
             self._judge(run, now)
+        elif run.step == "ending":
+            self._ending(run, now)
 
     def _send_url(self, run: Run, now: float) -> Optional[str]:
         """The connectURL for the source VMIM, decided when it is sent: the user's --connect-url, else
@@ -235,6 +268,12 @@ class Engine:
             run.last_phases = phases
             run.phase_since = {"at": now}
         self.reporter.update(run, result, now - run.phase_since.get("at", now), self._progress(run, result))
+        if result.outcome == follow.FAILED:
+            self._failed(run, result, now)
+            return
+        if result.outcome == follow.CANCELLED:
+            self._end(run, result.outcome, result.message, result.hint, now)
+            return
         if result.outcome:
             self._finish(run, result.outcome, result.message, result.hint)
             return
@@ -291,6 +330,79 @@ class Engine:
             self.reporter.event(run.vm, "validated at run time: needs the target's synchronization address: the source "
                                         f"VirtualMachineInstanceMigration on {self.source.context}")
         return later
+
+    def _failed(self, run: Run, result: follow.Assessment, now: float) -> None:
+        """A side failed. KubeVirt may write its reason moments after the phase (and, before the
+        hand-off, only in an Event or on the VMI): look everywhere, wait briefly for it, then end
+        the other side, which KubeVirt leaves open when the target fails before the hand-off."""
+        run.failed_at = run.failed_at or now
+        self._gather_evidence(run)
+        result = follow.assess(run.view)
+        if result.outcome != follow.FAILED:
+            return
+        if not result.reason and now - run.failed_at < REASON_GRACE:
+            return  # the watches and the next look may bring it
+        self._end(run, follow.FAILED, result.message,
+                  f"run `kubectl dlm cleanup {run.vm}` (it removes what this attempt left on both sides), then migrate "
+                  "again; " + (follow.explain(result.message)[1] or "the source VM keeps running"), now)
+
+    def _end(self, run: Run, outcome: str, message: str, hint: str, now: float) -> None:
+        """Delete the sides still open, then (step "ending") wait, on the watches, until they are gone."""
+        run.ending = self._end_open_sides(run)
+        run.outcome_pending = (outcome, message, hint)
+        run.ending_since = now
+        run.step = "ending"
+        self._ending(run, now)
+
+    def _ending(self, run: Run, now: float) -> None:
+        outcome, message, hint = run.outcome_pending
+        held = [(side, name) for side, name in run.ending
+                if getattr(run.view, f"{side}_vmim") is not None
+                and follow.phase(getattr(run.view, f"{side}_vmim")) not in inventory.FINAL]
+        if held and now - run.ending_since < END_WAIT:
+            return
+        gone = [f"{side} migration {name}" for side, name in run.ending if (side, name) not in held]
+        if gone:
+            message += f"; ended the {' and the '.join(gone)} so that it does not hang"
+        if held:
+            side, name = held[0]
+            message += (f"; asked KubeVirt to end the {side} migration {name} (deleted it, as `kubectl dlm cancel` "
+                        f"does), but after {int(END_WAIT)}s KubeVirt still holds it: a source that never reached "
+                        "the target waits for a target pod that will not come (virt-controller, MC:789-799, "
+                        "MC:1868-1870), and no new migration of this VM is admitted until it is gone")
+            hint = (f"check virt-controller on the {side} cluster; if the migration stays, remove its finalizers "
+                    f"(kubectl patch vmim {name.split('/')[-1]} -n {name.split('/')[0]} --type=merge "
+                    "-p '{\"metadata\":{\"finalizers\":null}}'), then " + hint)
+        self._finish(run, outcome, message, hint)
+
+    def _gather_evidence(self, run: Run) -> None:
+        view = run.view
+        view.source_vmi = kube.get(self.source, "VirtualMachineInstance", self.settings.source_namespace, run.vm)
+        events = []
+        for cluster, ns, vmim in ((self.source, self.settings.source_namespace, view.source_vmim),
+                                  (self.target, self.settings.target_namespace, view.target_vmim)):
+            if vmim is not None and meta(vmim).get("uid"):
+                events.extend(inventory.events_of(cluster, ns, meta(vmim)["uid"]))
+        view.events = events
+
+    def _end_open_sides(self, run: Run) -> List[tuple]:
+        """Delete this migration's VMIMs that are not final (as `cancel` does) and say so."""
+        ended = []
+        for side, cluster, ns, vmim in (("source", self.source, self.settings.source_namespace, run.view.source_vmim),
+                                        ("target", self.target, self.settings.target_namespace, run.view.target_vmim)):
+            if vmim is None or follow.phase(vmim) in inventory.FINAL or not owned_by(vmim, run) \
+                    or meta(vmim).get("deletionTimestamp"):
+                continue
+            name = meta(vmim)["name"]
+            try:
+                kube.delete(cluster, "VirtualMachineInstanceMigration", ns, name)
+            except DlmError as exc:
+                self.reporter.notice(f"{run.vm}: could not end the {side} migration {ns}/{name}: {exc.message}")
+                continue
+            self.reporter.event(run.vm, f"ending the {side} migration {ns}/{name} on {cluster.context} (deleted, as "
+                                        "`kubectl dlm cancel` does): KubeVirt does not end it when the other side fails")
+            ended.append((side, f"{ns}/{name}"))
+        return ended
 
     def _progress(self, run: Run, result: follow.Assessment) -> Optional[Dict[str, Any]]:
         if self.metrics is None or result.source_phase != "Running":

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
 from kubectl_dlm import bundle as bundle_mod
-from kubectl_dlm import aftercare, checks, clean, errors, follow, inventory, kube, load, pipeline, trust
+from kubectl_dlm import aftercare, checks, clean, errors, follow, ids, inventory, kube, load, pipeline, trust
 from kubectl_dlm.engine import REFUSED, Engine, Run
 from kubectl_dlm.manage import Sides
 from kubectl_dlm.model import (
@@ -102,6 +102,7 @@ def migrate(request, options: FollowOptions, skip_checks: bool = False,
         runs.append(Run(vm=name, migration_id=vm_plan.migration_id, docs=docs, connect_url=vm_plan.connect_url,
                         make_send=_send_builder(renderer, planned.settings, name, vm_plan.migration_id),
                         url_pinned=planned.settings.connect_url is not None))
+    runs = _isolated(source, target, planned.settings, runs, refused, reporter)
     if runs and not skip_checks and not options.dry_run:
         runs = _checked(request, runs, refused, reporter)
     elif skip_checks:
@@ -181,6 +182,49 @@ class _Known:
 
     def get(self, kind: str, namespace: str, name: str) -> Optional[Obj]:
         return self.vms.get(name)
+
+
+def _isolated(source, target, settings: Settings, runs: List[Run], refused: List[Run], reporter: Reporter) -> List[Run]:
+    """Refuse, before anything is created, a run whose migration ID another VMI's migration uses on
+    either cluster (KubeVirt would pair the wrong sides: ids.py), or whose ID belongs to an earlier
+    attempt that must not be resumed (its target failed or is gone)."""
+    if not runs:
+        return runs
+    seen = {"source": inventory.every_vmim(source, [settings.source_namespace])}
+    seen["target"] = seen["source"] if target.server == source.server else \
+        inventory.every_vmim(target, [settings.target_namespace])
+    kept, taken = [], {}
+    for run in runs:
+        ours = {("source", "send", settings.source_namespace, run.vm),
+                ("target", "receive", settings.target_namespace, run.vm)}
+        if target.server == source.server:  # one cluster: each side may show up under either name
+            ours |= {(c, role, ns, vm) for _, role, ns, vm in list(ours) for c in ("source", "target")}
+        foreign = ids.foreign_uses(seen, run.migration_id, ours)
+        if run.migration_id in taken:
+            run.message = (f"migration ID {run.migration_id} is also the ID of {taken[run.migration_id]} in this run; "
+                           "KubeVirt pairs the two sides by the ID alone")
+        elif foreign:
+            run.message = (f"migration ID {run.migration_id} is already used by {foreign[0].describe()}; KubeVirt pairs "
+                           "the two sides of a migration by this ID alone, so it would pair the wrong sides")
+        else:
+            mine = lambda cluster, role: [v for v in seen[cluster] if ids.migration_id_of(v) == (role, run.migration_id)]
+            stale = ids.stale_attempt(mine("source", "send"), mine("target", "receive"))
+            if stale is None:
+                taken[run.migration_id] = run.vm
+                kept.append(run)
+                continue
+            run.message = stale
+            run.hint = (f"`kubectl dlm cleanup {run.vm}` ends it and removes what the attempt left; then migrate again"
+                        if "still holds it" not in stale else
+                        "check virt-controller on the source cluster; if it stays, remove the migration's finalizers "
+                        "(kubectl patch vmim NAME --type=merge -p '{\"metadata\":{\"finalizers\":null}}'), then "
+                        f"`kubectl dlm cleanup {run.vm}` and migrate again")
+        run.outcome = REFUSED
+        run.hint = run.hint or ("leave out --migration-id (a unique ID is derived per VM and attempt), or choose "
+                                "another; nothing was created")
+        refused.append(run)
+        reporter.finished(run)
+    return kept
 
 
 def _already_migrated(target, namespace: str, vm: str) -> Optional[str]:
@@ -285,17 +329,22 @@ def apply_bundle(directory: Path, source, target, options: FollowOptions, connec
     renderer = Renderer()
     for run in runs.values():  # the source VMIM is (re)built with the address known when it is sent
         run.make_send = _send_builder(renderer, settings, run.vm, run.migration_id)
+    refused: List[Run] = []
+    kept = _isolated(source, target, settings, list(runs.values()), refused, reporter)
+    if not kept:
+        reporter.summary(refused)
+        return exit_code(refused)
     _copy_secrets(index, source, target, reporter, options.dry_run)
     engine = Engine(source, target, settings, reporter, timeout=options.timeout, sync_timeout=options.sync_timeout,
-                    parallel=_parallel(options, source, target, settings, list(runs.values()), reporter),
+                    parallel=_parallel(options, source, target, settings, kept, reporter),
                     dry_run=options.dry_run,
                     metrics=None if options.dry_run else _metrics(options, reporter, source))
     sides = Sides(source, target, settings.source_namespace, settings.target_namespace)
-    before = {run.vm: kube.get(source, "VirtualMachine", settings.source_namespace, run.vm) for run in runs.values()}
-    code = _carry_out(engine, list(runs.values()), [], reporter)
+    before = {run.vm: kube.get(source, "VirtualMachine", settings.source_namespace, run.vm) for run in kept}
+    code = _carry_out(engine, kept, refused, reporter)
     if code == errors.INTERRUPTED or options.dry_run:
         return code
-    return _concluded(sides, list(runs.values()), _Known(before), after or aftercare.AfterOptions(), reporter, code)
+    return _concluded(sides, kept, _Known(before), after or aftercare.AfterOptions(), reporter, code)
 
 
 def _read_index(directory: Path) -> Dict:

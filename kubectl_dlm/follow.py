@@ -31,6 +31,9 @@ class View:
     source_vmim_final: str = ""  # last phase seen before the object went away
     target_vmim_final: str = ""
     target_vm: Optional[Obj] = None  # None: not watched (or gone)
+    # Read only when a side failed: where KubeVirt writes the cause when the VMIM has none.
+    source_vmi: Optional[Obj] = None
+    events: List[Obj] = field(default_factory=list)  # Warning Events of either VMIM
 
 
 @dataclass
@@ -41,6 +44,8 @@ class Assessment:
     message: str = ""
     hint: str = ""
     blocked: List[Tuple[str, str]] = field(default_factory=list)  # (side, message)
+    failed_side: str = ""
+    reason: str = ""  # KubeVirt's reason for a failure, "" while none is written anywhere
 
 
 def phase(obj: Optional[Obj]) -> str:
@@ -78,7 +83,9 @@ def assess(view: View) -> Assessment:
             return result
         if phase(vmim) == "Failed":
             result.outcome = FAILED
-            result.message = f"the {side} migration failed: {failure_reason(vmim)}"
+            result.failed_side = side
+            result.reason = failure_reason(vmim, [view.target_vmi, view.source_vmi], view.events)
+            result.message = f"the {side} migration failed: {result.reason or NO_REASON}"
             result.hint = explain(result.message)[1] or "run `kubectl dlm cleanup` and try again; the source VM keeps running"
             return result
     target_gone = view.target_vmim_seen and view.target_vmim is None
@@ -106,17 +113,41 @@ def _aborted(vmim: Optional[Obj]) -> bool:
     return any(c.get("type") == ABORT_CONDITION and c.get("status") == "True" for c in _conditions(vmim))
 
 
-def failure_reason(vmim: Optional[Obj]) -> str:
+WAITING = "waiting for incoming synchronization"
+NO_REASON = ("KubeVirt wrote no reason on either migration, either VMI or their events; "
+             "see `kubectl describe vmim` on both sides")
+
+
+def failure_reason(vmim: Optional[Obj], vmis: List[Optional[Obj]] = (), events: List[Obj] = ()) -> str:
+    """KubeVirt's reason for a failed VMIM, from wherever it wrote it, or "".
+
+    After the hand-off the VMIM carries status.migrationState.failureReason (MC:553-557, copied only
+    when the VMI's migration is this one). Before the hand-off nothing is copied: the cause is a
+    Warning Event on the VMIM (MC:566-629) or the VMI's migrationState (MC:1136, handler)."""
     status = (vmim or {}).get("status") or {}
-    state = status.get("migrationState") or {}
+    if (status.get("migrationState") or {}).get("failureReason"):
+        return status["migrationState"]["failureReason"]
+    uid = ((vmim or {}).get("metadata") or {}).get("uid")
+    for vmi in vmis:
+        state = ((vmi or {}).get("status") or {}).get("migrationState") or {}
+        ours = uid and uid in (state.get("migrationUid"), (state.get("targetState") or {}).get("migrationUID"),
+                               (state.get("sourceState") or {}).get("migrationUID"))
+        if ours and state.get("failureReason"):
+            return state["failureReason"]
+    mine = [e for e in events if uid and (e.get("involvedObject") or {}).get("uid") == uid and e.get("type") == "Warning"]
+    if mine:
+        newest = max(mine, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+        return newest.get("message") or newest.get("reason") or ""
+    # A blocked condition keeps its first message (MC:678-696): "waiting for incoming synchronization"
+    # is how every target starts, not a cause.
     for cond in _conditions(vmim):
-        if cond.get("type") == BLOCKED_CONDITION and cond.get("message"):
-            return cond["message"]
-    if state.get("failureReason"):
-        return state["failureReason"]
+        message = cond.get("message") or ""
+        if cond.get("status") == "True" and message and cond.get("type") != ABORT_CONDITION \
+                and WAITING not in message.lower():
+            return message
     if any(c.get("type") == ABORT_CONDITION for c in _conditions(vmim)):
         return "the migration was aborted (one side was deleted)"
-    return "KubeVirt gave no reason; see `kubectl describe vmim` on both sides"
+    return ""
 
 
 # Known messages from KubeVirt's synchronization controller, in plain words (dlm-state-machine §2.6-2.8).

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Dict, List, Optional
 
 from kubectl_dlm import kube
+from kubectl_dlm.errors import ClusterError, UsageError
 from kubectl_dlm.model import LABEL_MIGRATION_ID, LABEL_VM, MANAGED_BY, MANAGER, Obj, meta
 from kubectl_dlm.plan import label_value
 
@@ -16,7 +17,9 @@ def selector(vm: str) -> str:
 
 
 def vmims(cluster: kube.Cluster, namespace: str, vm: str) -> List[Obj]:
-    found = kube.list_objects(cluster, "VirtualMachineInstanceMigration", namespace, selector(vm))
+    """Our VMIMs of `vm`: by our labels AND by the VMI they name (a label value may be a hash)."""
+    found = [o for o in kube.list_objects(cluster, "VirtualMachineInstanceMigration", namespace, selector(vm))
+             if (o.get("spec") or {}).get("vmiName") == vm]
     return sorted(found, key=lambda o: (meta(o).get("creationTimestamp") or "", meta(o).get("name")))
 
 
@@ -35,3 +38,27 @@ def created_on_target(cluster: kube.Cluster, namespace: str, vm: str) -> Dict[st
     """The objects `cleanup` may remove: target VMIMs, the receiving VM, the blank DataVolumes."""
     return {kind: kube.list_objects(cluster, kind, namespace, selector(vm))
             for kind in ("VirtualMachineInstanceMigration", "VirtualMachine", "DataVolume")}
+
+
+def every_vmim(cluster: kube.Cluster, namespaces: List[str]) -> List[Obj]:
+    """Every VMIM KubeVirt's sync controller sees on this cluster (all namespaces), or, where listing
+    across namespaces is forbidden, those of `namespaces` (the caller says it could not look further)."""
+    try:
+        return kube.list_objects(cluster, "VirtualMachineInstanceMigration", None)
+    except ClusterError:
+        found: List[Obj] = []
+        for namespace in dict.fromkeys(namespaces):
+            found.extend(kube.list_objects(cluster, "VirtualMachineInstanceMigration", namespace))
+        return found
+
+
+def events_of(cluster: kube.Cluster, namespace: str, uid: str) -> List[Obj]:
+    """The Events about one object (KubeVirt records a migration's failure cause there)."""
+    try:
+        try:
+            return kube.list_objects(cluster, "Event", namespace, field_selector=f"involvedObject.uid={uid}")
+        except UsageError:  # a server without that field selector: filter here
+            return [e for e in kube.list_objects(cluster, "Event", namespace)
+                    if (e.get("involvedObject") or {}).get("uid") == uid]
+    except (ClusterError, UsageError):
+        return []  # events are evidence, not a requirement: no permission, no evidence

@@ -112,8 +112,10 @@ def cancel(sides: Sides, vm: str, timeout: float = 120) -> CancelReport:
 @dataclass
 class CleanupPlan:
     vm: str
-    objects: List[Obj]
+    objects: List[Obj]  # on the target
     refusal: Optional[str] = None
+    source_objects: List[Obj] = field(default_factory=list)  # our source VMIMs of failed or orphaned attempts
+    notes: List[str] = field(default_factory=list)
 
 
 def plan_cleanup(sides: Sides, vm: str) -> CleanupPlan:
@@ -134,15 +136,60 @@ def plan_cleanup(sides: Sides, vm: str) -> CleanupPlan:
         if any(o.get("kind") == "DataVolume" and o.get("uid") == meta(dv).get("uid") for o in owners):
             claims.append({"kind": "PersistentVolumeClaim", **pvc})
     objects = vmims + found["VirtualMachine"] + found["DataVolume"] + claims
-    return CleanupPlan(vm, objects, refusal)
+    plan = CleanupPlan(vm, objects, refusal)
+    if refusal is None:
+        _plan_source_side(sides, vm, vmims, plan)
+    return plan
+
+
+def _plan_source_side(sides: Sides, vm: str, target_vmims: List[Obj], plan: CleanupPlan) -> None:
+    """Our source VMIMs of an attempt that cannot go on: a failed one, and an open one whose target
+    failed or is gone (KubeVirt never ends that one: a target failing before the hand-off does not
+    fail the source, MC:789-799; a deleted peer namespace leaves it waiting). An open source whose
+    target is still open is a running migration: that is `cancel`'s, not ours."""
+    target_ns_exists = kube.get(sides.target, "Namespace", None, sides.target_namespace) is not None
+    by_id = {}
+    for v in target_vmims:
+        by_id.setdefault((meta(v).get("labels") or {}).get(LABEL_MIGRATION_ID), []).append(v)
+    for vmim in inventory.vmims(sides.source, sides.source_namespace, vm):
+        if sides.source.server == sides.target.server and sides.source_namespace == sides.target_namespace:
+            break
+        mid = (meta(vmim).get("labels") or {}).get(LABEL_MIGRATION_ID)
+        peers = by_id.get(mid, [])
+        if follow.phase(vmim) == "Failed":
+            plan.source_objects.append(vmim)
+        elif follow.phase(vmim) != "Succeeded":
+            if any(follow.phase(p) not in inventory.FINAL for p in peers):
+                continue  # both sides open: a running migration (the refusal above covers it)
+            if not target_ns_exists:
+                plan.notes.append(f"namespace {sides.target_namespace} is gone from {sides.target.context}: the source "
+                                  f"migration {meta(vmim)['name']} is orphaned")
+            elif not peers and not _peer_missing(vmim):
+                plan.notes.append(f"left the source migration {meta(vmim)['name']} alone: no target migration "
+                                  f"{mid} in {sides.target.context}/{sides.target_namespace}, yet KubeVirt does not "
+                                  "say its peer is missing (check --to-context/--to-namespace; `kubectl dlm cancel` "
+                                  "ends it)")
+                continue
+            plan.source_objects.append(vmim)
+
+
+def _peer_missing(vmim: Obj) -> bool:
+    """KubeVirt's sync controller says the other side's migration or VMI cannot be found
+    (pkg/synchronization-controller/synchronization-controller.go:62-65)."""
+    for cond in ((vmim.get("status") or {}).get("conditions") or []):
+        if "unable to locate" in (cond.get("message") or "").lower():
+            return True
+    return False
 
 
 def run_cleanup(sides: Sides, plan: CleanupPlan, dry_run: bool) -> List[str]:
     done = []
-    for obj in plan.objects:
-        m = meta(obj)
-        if kube.delete(sides.target, obj["kind"], m.get("namespace"), m["name"], dry_run=dry_run):
-            done.append(f"{obj['kind']} {m.get('namespace')}/{m['name']}")
+    for cluster, where, objects in ((sides.target, "target", plan.objects), (sides.source, "source", plan.source_objects)):
+        for obj in objects:
+            m = meta(obj)
+            kind = obj.get("kind") or "VirtualMachineInstanceMigration"
+            if kube.delete(cluster, kind, m.get("namespace"), m["name"], dry_run=dry_run):
+                done.append(f"{kind} {m.get('namespace')}/{m['name']} on {cluster.context} ({where})")
     return done
 
 

@@ -27,7 +27,22 @@ KINDS: Dict[str, Tuple[str, str, str, bool]] = {
     "Event": ("", "v1", "events", True),
     "Pod": ("", "v1", "pods", True),
     "NetworkAttachmentDefinition": ("k8s.cni.cncf.io", "v1", "network-attachment-definitions", True),
+    "Event": ("", "v1", "events", True),
 }
+
+# What `render -f` needs from a namespace, as one `kubectl get` (README "Rendering from an export").
+EXPORT_RESOURCES = ("vm,vmi,dv,pvc,secret,cm,virtualmachineinstancetypes,virtualmachinepreferences,"
+                    "controllerrevisions")
+# The kubectl resource to add to an export for each kind a VM may reference.
+EXPORT_RESOURCE_OF = {"VirtualMachineInstancetype": "virtualmachineinstancetypes",
+                      "VirtualMachinePreference": "virtualmachinepreferences",
+                      "ControllerRevision": "controllerrevisions", "Secret": "secrets", "ConfigMap": "configmaps",
+                      "PersistentVolumeClaim": "pvc", "DataVolume": "dv", "VirtualMachineInstance": "vmi"}
+
+
+def export_command(namespace: str) -> str:
+    return f"kubectl get {EXPORT_RESOURCES} -n {namespace} -o yaml"
+
 
 # Phases in the order they must be applied, and the cluster each one goes to.
 PHASES: Tuple[str, ...] = ("prepare", "receive", "send")

@@ -15,10 +15,12 @@ from kubectl_dlm.options import source_options, target_options
 @click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
 @click.option("--force", is_flag=True, help="Also after a success or during a running migration (dangerous).")
 def cleanup(vms, kubeconfig, context, namespace, to_context, to_kubeconfig, to_namespace, dry_run, force) -> int:
-    """Remove the target migrations, receiving VM and blank DataVolumes this tool created.
+    """Remove what a failed or cancelled attempt left: on the target its migrations, the receiving
+    VM and the blank DataVolumes; on the source only its migration objects that cannot go on (a
+    failed one, or one whose target failed or is gone: KubeVirt never ends those).
 
-    Only objects labelled as created by kubectl-dlm for this VM, only on the target; never
-    anything on the source. Copied Secrets and ConfigMaps stay (other VMs may use them).
+    Only objects labelled as created by kubectl-dlm for this VM; never the source VM or its data.
+    Copied Secrets and ConfigMaps stay (other VMs may use them).
     """
     from kubectl_dlm import errors, manage
 
@@ -27,10 +29,12 @@ def cleanup(vms, kubeconfig, context, namespace, to_context, to_kubeconfig, to_n
         plan = manage.plan_cleanup(sides, vm)
         if plan.refusal and not force:
             raise errors.Refused(f"will not clean up {vm}: {plan.refusal}", "pass --force if you are sure")
-        if not plan.objects:
+        for note in plan.notes:
+            click.echo(f"{vm}: {note}")
+        if not plan.objects and not plan.source_objects:
             click.echo(f"{vm}: nothing to clean up on {sides.target.context}/{sides.target_namespace}")
             continue
         done = manage.run_cleanup(sides, plan, dry_run)
         verb = "would delete" if dry_run else "deleted"
-        click.echo(f"{vm}: {verb} on {sides.target.context}:\n" + "".join(f"  {d}\n" for d in done), nl=False)
+        click.echo(f"{vm}: {verb}:\n" + "".join(f"  {d}\n" for d in done), nl=False)
     return 0

@@ -198,8 +198,12 @@ class SimCluster:
         return pod
 
     def _pod_up(self, pod: Pod) -> None:
-        if not pod.down:
-            self.pods.update(pod, phase="Running", ready=True)
+        if pod.down:
+            return
+        if not self.sim.faults.pod_comes_up(pod):
+            self.pods.update(pod, phase="Failed", ready=False)
+            return
+        self.pods.update(pod, phase="Running", ready=True)
 
     def rng_id(self) -> str:
         """The random suffix of a generated pod name."""

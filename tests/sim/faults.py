@@ -4,6 +4,8 @@
     sim.faults.transfer_bytes = 8 * 2**30    # how much it moves (default: guest memory + disks)
     sim.faults.fail_target_at = 0.5          # the target pod dies half-way through the next transfer (§2.1)
     sim.faults.fail_source_at = 0.5          # the source pod dies half-way (§2.2)
+    sim.faults.target_pod_never_ready = True # the next target launcher pod fails to start (quota, image
+                                             # pull, scheduling): the target fails before the hand-off
     sim.faults.kill_target_pod("target", ns, vmi) / kill_source_pod(...)   # right now
     sim.faults.block_sync("target")          # its sync controller is unreachable: refused (or mode="timeout")
     sim.faults.disable_feature_gate("target")   # via KubeVirt spec...disabledFeatureGates (§2.8)
@@ -32,6 +34,7 @@ class Faults:
         self.dirty_rate: int = 0
         self.fail_target_at: float | None = None
         self.fail_source_at: float | None = None
+        self.target_pod_never_ready: bool = False
         self.dial_timeout: float = 0.5  # a blocked ("timeout") peer answers after this, not gRPC's 30 s
         self.sync_blocked: dict[str, str] = {}
         self.ca_overlap_elapsed: dict[str, bool] = {}
@@ -77,6 +80,13 @@ class Faults:
             at, self.fail_source_at = self.fail_source_at, None
             self.sim.scheduler.call_later(t.seconds * at, self.kill_source_pod, t.src.cluster, t.src.namespace,
                                           t.src.name)
+
+    def pod_comes_up(self, pod) -> bool:
+        """False (once) for a migration target pod while target_pod_never_ready is armed."""
+        if pod.migration_uid and self.target_pod_never_ready:
+            self.target_pod_never_ready = False
+            return False
+        return True
 
     def kill_target_pod(self, cluster: str, namespace: str, vmi_name: str) -> None:
         c = self.sim.clusters[cluster]

@@ -15,6 +15,7 @@ from .constants import (ANN_LATEST_OBSERVED, ANN_STORAGE_OBSERVED, C_ABORT_REQUE
                         P_WAITING_FOR_SYNC)
 from .objects import annotations, dig, get_condition, labels, now, remove_condition, set_condition, set_phase
 from .pods import Pod
+from . import kube as K
 from .runtime import Controller
 
 
@@ -188,6 +189,8 @@ class MigrationController(Controller):
         new_phase = self._next_phase(m, vmi, pod_snapshot)
         if new_phase != old.get("phase", ""):
             set_phase(st, new_phase)
+            if new_phase == P_FAILED:
+                self._failure_event(m, vmi, pod_snapshot)
         if m["metadata"].get("deletionTimestamp"):  # MC:577-583, 634-639: no reason, no message
             set_condition(st, {"type": C_ABORT_REQUESTED, "status": "True", "lastProbeTime": now(),
                                "lastTransitionTime": None})
@@ -216,6 +219,27 @@ class MigrationController(Controller):
             return
         m["status"] = st
         c.replace_status("vmim", m, MGR_CONTROLLER)
+
+    def _failure_event(self, m: dict, vmi: dict, pod_snapshot) -> None:
+        """The Warning Event KubeVirt records on the VMIM when it fails it (MC:566-629): before the
+        hand-off this is the only place the cause is written (the VMIM gets no migrationState, T:863-868)."""
+        ms = dig(vmi, "status", "migrationState", default={})
+        handed_off = ms.get("migrationUid") == m["metadata"]["uid"]
+        if m["metadata"].get("deletionTimestamp") and not handed_off:
+            message = "Migration failed due to being canceled"  # MC:576
+        elif not is_source(m) and pod_snapshot[0] and pod_snapshot[2]:
+            message = "Migration failed because target pod shutdown during migration"  # MC:594
+        else:
+            message = "source node reported migration failed"  # MC:629
+        c, meta = self.cluster, m["metadata"]
+        stamp = now()
+        event = {"apiVersion": "v1", "kind": "Event",
+                 "metadata": {"name": f"{meta['name']}.{c.rng_id()}", "namespace": meta["namespace"]},
+                 "involvedObject": {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstanceMigration",
+                                    "namespace": meta["namespace"], "name": meta["name"], "uid": meta["uid"]},
+                 "type": "Warning", "reason": "FailedMigration", "message": message, "count": 1,
+                 "firstTimestamp": stamp, "lastTimestamp": stamp, "source": {"component": "virt-controller"}}
+        c.kube.create(K.EVENT, event, MGR_CONTROLLER)
 
     # ---- final ----
 
