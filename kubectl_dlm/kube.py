@@ -6,7 +6,9 @@ the context and the verb, so the user knows which side said no.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import re
 import time
@@ -50,6 +52,7 @@ def connect(kubeconfig: Optional[str], context: Optional[str]) -> Cluster:
     """Load a kubeconfig context like kubectl does (--kubeconfig, else $KUBECONFIG, else ~/.kube/config)."""
     config_file = kubeconfig or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
     where = kubeconfig or ("$KUBECONFIG" if os.environ.get("KUBECONFIG") else "~/.kube/config")
+    chosen = None
     try:
         contexts, active = _contexts(config_file)
         chosen = active
@@ -61,9 +64,16 @@ def connect(kubeconfig: Optional[str], context: Optional[str]) -> Cluster:
         if chosen is None:
             raise UsageError(f"{where} has no current context", "pass --context")
         configuration = k8s.Configuration()
-        k8s_config.load_kube_config(config_file=config_file, context=chosen["name"], client_configuration=configuration)
+        with _library_log() as said:
+            k8s_config.load_kube_config(config_file=config_file, context=chosen["name"],
+                                        client_configuration=configuration)
     except (ConfigException, OSError) as exc:
-        raise UsageError(f"cannot load kubeconfig {where}: {exc}", "pass --kubeconfig or set KUBECONFIG") from None
+        if "File does not exist" in str(exc) and chosen is not None:  # a client certificate, key or CA file
+            raise UsageError(f"cannot load the credentials of context {chosen['name']} from {where}: "
+                             f"{_first_line(exc)}", "fix the file path under users[].user (or clusters[].cluster) "
+                             "in the kubeconfig, or log in again") from None
+        raise UsageError(f"cannot load kubeconfig {where}: {_first_line(exc)}", "pass --kubeconfig or set KUBECONFIG") from None
+    _check_credentials(configuration, _user_of(config_file, chosen), chosen["name"], said)
     configuration.retries = 0  # we retry ourselves, with backoff, only what is worth retrying
     namespace = (chosen.get("context") or {}).get("namespace") or "default"
     api = k8s.ApiClient(configuration)
@@ -71,6 +81,61 @@ def connect(kubeconfig: Optional[str], context: Optional[str]) -> Cluster:
     # plugin's requests from other clients' (the generated client's default is OpenAPI-Generator/...).
     api.user_agent = f"kubectl-dlm/{__version__}"
     return Cluster(context=chosen["name"], namespace=namespace, server=configuration.host, api=api)
+
+
+@contextlib.contextmanager
+def _library_log():
+    """Collect what the client library logs while it loads a kubeconfig (it logs a failing exec
+    credential plugin as a raw `ERROR:root:` line and carries on without credentials)."""
+    said: List[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.levelno >= logging.ERROR:  # errors only: a warning is no reason to stop
+                said.append(record.getMessage())
+
+    root = logging.getLogger()
+    saved, level = root.handlers[:], root.level
+    root.handlers, root.level = [Collect()], logging.WARNING
+    try:
+        yield said
+    finally:
+        root.handlers, root.level = saved, level
+
+
+def _user_of(config_file: str, context: Dict[str, Any]) -> Dict[str, Any]:
+    from kubernetes.config.kube_config import KubeConfigMerger
+
+    name = (context.get("context") or {}).get("user")
+    for user in KubeConfigMerger(config_file).config.value.get("users") or []:
+        user = dict(getattr(user, "value", user))
+        if user.get("name") == name:
+            return {"name": name, **dict(getattr(user.get("user"), "value", user.get("user")) or {})}
+    return {"name": name}
+
+
+def _check_credentials(configuration: Any, user: Dict[str, Any], context: str, said: List[str]) -> None:
+    """No request leaves without the credentials the kubeconfig asks for: a failing exec plugin is
+    one error naming the plugin and its exit status, not a 401 blamed on the server."""
+    has_token = bool((configuration.api_key or {}).get("authorization") or (configuration.api_key or {}).get("BearerToken"))
+    has_cert = bool(configuration.cert_file)
+    plugin = dict(getattr(user.get("exec"), "value", user.get("exec")) or {}) if user.get("exec") else None
+    if plugin and not (has_token or has_cert):
+        why = "; ".join(said) or "it gave no token or client certificate"
+        match = re.search(r"process returned (\d+)\.?\s*(.*)", why, re.S)
+        if match:
+            why = f"exit status {match.group(1)}" + (f": {match.group(2).strip()}" if match.group(2).strip() else "")
+        raise ClusterError(f"the credential plugin {plugin.get('command')} of user {user.get('name')} (context "
+                           f"{context}) failed: {_first_line(why)}; no request was sent",
+                           "run the plugin's login step again (or fix users[].user.exec in the kubeconfig)")
+    if said:  # anything else the library only logged: say it once, as ours, and stop
+        raise UsageError(f"cannot load the credentials of context {context}: {_first_line(said[0])}",
+                         "fix users[].user in the kubeconfig")
+
+
+def _first_line(value: Any) -> str:
+    text = str(value).strip()
+    return text.splitlines()[0][:300] if text else ""
 
 
 def _contexts(config_file: str):
@@ -183,7 +248,11 @@ def api_error(cluster: Cluster, exc: ApiException, verb: str) -> DlmError:
         message = json.loads(exc.body).get("message") or message
     except (TypeError, ValueError, AttributeError):
         pass
-    if exc.status in (401, 403):
+    if exc.status == 401:
+        return ClusterError(f"{cluster.describe()} did not accept the credentials of context {cluster.context} to "
+                            f"{verb} (401 {message or 'Unauthorized'}): the token or client certificate is expired "
+                            "or not valid there", "log in again, or refresh the credentials in the kubeconfig")
+    if exc.status == 403:
         return ClusterError(f"{cluster.describe()} refused to {verb}: {message}",
                             "ask for RBAC permission, or use a context that has it")
     if exc.status == 404:
@@ -213,7 +282,8 @@ def get(cluster: Cluster, kind: str, namespace: Optional[str], name: str) -> Opt
 LIST_PAGE = 500
 
 
-def list_objects(cluster: Cluster, kind: str, namespace: Optional[str] = None, selector: str = "") -> List[Obj]:
+def list_objects(cluster: Cluster, kind: str, namespace: Optional[str] = None, selector: str = "",
+                 field_selector: str = "") -> List[Obj]:
     """Every object of a kind, in pages (`limit`/`continue`), as kubectl and client-go's pager read.
 
     When a continue token has expired (HTTP 410) the list starts over without a limit, as the
@@ -221,7 +291,7 @@ def list_objects(cluster: Cluster, kind: str, namespace: Optional[str] = None, s
     """
     where = f" in namespace {namespace}" if namespace else (" in all namespaces" if KINDS[kind][3] else "")
     verb = f"list {KINDS[kind][2]}{where}"
-    query: Dict[str, Any] = {"labelSelector": selector} if selector else {}
+    query: Dict[str, Any] = {k: v for k, v in (("labelSelector", selector), ("fieldSelector", field_selector)) if v}
     items: List[Obj] = []
     page = dict(query, limit=LIST_PAGE)
     while True:
@@ -298,11 +368,14 @@ class WatchHandle:
         response = self.response
         if response is None:
             return
-        for method in ("shutdown", "close"):
-            try:
-                getattr(response, method, lambda: None)()
-            except Exception:  # noqa: BLE001 - closing a half-dead connection may fail in many ways
-                pass
+        # shutdown() wakes the reading thread, which then closes the response itself (close() from
+        # here would pull the file from under its read); close() only where shutdown is missing.
+        method = getattr(response, "shutdown", None) or getattr(response, "close", None)
+        try:
+            if method is not None:
+                method()
+        except Exception:  # noqa: BLE001 - shutting down a half-dead connection may fail in many ways
+            pass
 
 
 def watch(cluster: Cluster, kind: str, namespace: str, resource_version: str, selector: str = "",
