@@ -45,6 +45,18 @@ def stream(docs: List[Document], plan: Plan) -> str:
     return out.getvalue()
 
 
+def stream_json(docs: List[Document]) -> str:
+    """-o json: the same objects, in the same order, as one v1 List (what `kubectl get -o json` prints)."""
+    import json
+
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="safe", pure=True)
+    items = [yaml.load(doc.text) for doc in docs]
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": items}, indent=4, ensure_ascii=False,
+                      default=str) + "\n"
+
+
 def _cluster_label(plan: Plan, side: str) -> str:
     name = plan.settings.target_cluster if side == "target" else plan.settings.source_cluster
     return f" ({name})" if name else ""

@@ -163,8 +163,8 @@ def test_render_twice_gives_identical_bytes(batch, batch_output, tmp_path):
     again = run_cli(["render", "-f", batch, *TARGET_ARGS])
     assert again.stdout == batch_output.stdout and again.stderr == batch_output.stderr
     a, b = tmp_path / "a", tmp_path / "b"
-    assert run_cli(["render", "-f", batch, *TARGET_ARGS, "-o", a]).code == 0
-    assert run_cli(["render", "-f", batch, *TARGET_ARGS, "-o", b]).code == 0
+    assert run_cli(["render", "-f", batch, *TARGET_ARGS, "--output-dir", a]).code == 0
+    assert run_cli(["render", "-f", batch, *TARGET_ARGS, "--output-dir", b]).code == 0
     files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
     assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
@@ -241,3 +241,35 @@ def test_broken_template_override_is_exit_7(case, output, tmp_path):
     assert result.stderr_lines[0].startswith(message)
     assert result.stderr_lines[1].startswith("  hint: ") and len(result.stderr_lines) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["templates"]
+
+
+def test_render_o_is_the_output_format_as_in_kubectl(batch, batch_output, tmp_path):
+    """-o json is one v1 List of the same objects in the same order; it never writes a directory."""
+    import json
+
+    result = run_cli(["render", "-f", batch, *TARGET_ARGS, "-o", "json"], cwd=tmp_path)
+    assert result.code == 0, result.stderr
+    listed = json.loads(result.stdout)
+    assert (listed["apiVersion"], listed["kind"]) == ("v1", "List")
+    assert listed["items"] == [d for d in YAML(typ="safe").load_all(batch_output.stdout) if d]
+    assert not list(tmp_path.iterdir())  # before, `-o json` wrote a directory named json
+    assert run_cli(["render", "-f", batch, *TARGET_ARGS, "-o", "yaml"]).stdout == batch_output.stdout
+    both = run_cli(["render", "-f", batch, *TARGET_ARGS, "-o", "json", "--output-dir", str(tmp_path / "t")])
+    assert both.code == errors.USAGE and "-o json prints to stdout" in both.stderr
+    assert run_cli(["render", "-f", batch, *TARGET_ARGS, "-o", str(tmp_path / "dir")]).code == errors.USAGE
+
+
+# kubectl's short flags, and what each means there; a short flag of ours must mean the same.
+KUBECTL_SHORT = {"-n": "--namespace", "-l": "--selector", "-f": "--filename", "-o": "--output", "-w": "--watch",
+                 "-h": "--help"}
+
+
+@pytest.mark.parametrize("command", public_commands())
+def test_every_short_flag_means_what_it_means_in_kubectl(command):
+    cmd = cli_module.cli.get_command(None, command)
+    for param in cmd.params:
+        shorts = [o for o in param.opts + param.secondary_opts if len(o) == 2]
+        longs = [o for o in param.opts if o.startswith("--")]
+        for short in shorts:
+            assert short in KUBECTL_SHORT, f"{command} {short}: not a kubectl short flag"
+            assert KUBECTL_SHORT[short] in longs, f"{command} {short} is {longs}, kubectl's is {KUBECTL_SHORT[short]}"

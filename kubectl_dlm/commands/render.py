@@ -18,11 +18,15 @@ Examples:
   # Same cluster, another namespace, straight into kubectl (one phase at a time):
   kubectl dlm render my-vm -n prod --to-namespace prod-b --phase prepare | kubectl apply -f -
 \b
+  # The same as one JSON List, for jq or tools that read JSON:
+  kubectl dlm render my-vm -n prod --to-namespace prod-b -o json
+\b
   # Another cluster, written to a directory for review in Git:
   kubectl dlm render my-vm -n prod --to-context east --output-dir migration/my-vm
 \b
   # No cluster access at all, from an export:
-  kubectl get vm,vmi,dv,pvc,secret,cm -n prod -o yaml > exported-vm.yaml
+  kubectl get vm,vmi,dv,pvc,secret,cm,virtualmachineinstancetypes,virtualmachinepreferences,controllerrevisions \\
+    -n prod -o yaml > exported-vm.yaml
   kubectl dlm render -f exported-vm.yaml --to-namespace dst --connect-url 10.0.0.5:9185
 \b
   # Several VMs, mapping storage classes:
@@ -44,11 +48,13 @@ Examples:
               help="Only this phase: prepare (target), receive (target), send (source). Repeatable; default all.")
 @click.option("--side", type=click.Choice(("source", "target", "all")), default="all", show_default=True,
               help="Only the objects for this cluster.")
-@click.option("-o", "--output-dir", type=click.Path(path_type=Path), help="Write a reviewable directory tree instead of stdout.")
+@click.option("-o", "--output", type=click.Choice(("yaml", "json")), default="yaml", show_default=True,
+              help="Format on stdout: yaml (documents headed by phase and cluster) or json (one v1 List).")
+@click.option("--output-dir", type=click.Path(path_type=Path), help="Write a reviewable directory tree instead of stdout.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --output-dir.")
 @click.option("--template-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Templates that override the built-in ones, by file name.")
-def render(example, phases, side, output_dir, overwrite, **flags) -> None:
+def render(example, phases, side, output, output_dir, overwrite, **flags) -> None:
     """Render the migration bundle of one or more running VMs as YAML.
 
     The bundle has three phases, applied in order: prepare (on the target: copied Secrets and
@@ -62,6 +68,8 @@ def render(example, phases, side, output_dir, overwrite, **flags) -> None:
             raise errors.UsageError("--example takes no VM, -l or -f")
         flags.update(filename=str(example_path()), to_namespace=flags["to_namespace"] or "example-dst",
                      connect_url=flags["connect_url"] or "192.0.2.20:9185")
+    if output_dir is not None and output == "json":
+        raise errors.UsageError("-o json prints to stdout; --output-dir writes a YAML tree", "use one of them")
     default_secrets = "reference" if output_dir else "include"
     request = pipeline.Request.from_flags(flags, secrets=flags["secrets"] or default_secrets)
     sides = ("source", "target") if side == "all" else (side,)
@@ -79,7 +87,7 @@ def render(example, phases, side, output_dir, overwrite, **flags) -> None:
         _note(f"wrote {len(result.docs)} objects for {len(result.plan.vms)} VM(s) to {output_dir}/ "
               f"(see {output_dir}/{bundle.SUMMARY_FILE}); apply with: kubectl dlm apply -f {output_dir}")
     else:
-        sys.stdout.write(bundle.stream(result.docs, result.plan))
+        sys.stdout.write(bundle.stream_json(result.docs) if output == "json" else bundle.stream(result.docs, result.plan))
         sys.stdout.flush()
         _stream_notes(result, phases)
     for vm in result.plan.vms:
