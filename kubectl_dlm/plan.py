@@ -17,6 +17,8 @@ from kubectl_dlm.model import (
     HANDS_OFF,
     ONE_SHOT_KINDS,
     CDI_DEFAULT_OVERHEAD,
+    EXPORT_RESOURCE_OF,
+    export_command,
     COPIED_KINDS,
     ANN_SIDE,
     ANN_SOURCE,
@@ -76,7 +78,7 @@ def plan_vm(source: Source, name: str, settings: Settings, target: TargetInfo, b
     if vm is None:
         raise NotFound(
             f"VirtualMachine {ns}/{name} not found" + ("" if source.live else " in the input"),
-            "check the name and the namespace (-n)" + ("" if source.live else "; export it with kubectl get vm,vmi,dv,pvc,secret,cm -o yaml"),
+            "check the name and the namespace (-n)" + ("" if source.live else f"; export it with {export_command(ns)}"),
         )
     vmi = source.get("VirtualMachineInstance", ns, name)
     refs = references(vm, vmi)
@@ -171,7 +173,7 @@ def check_migratable(vm: Obj, vmi: Optional[Obj], refs: References, source: Sour
             problems.append("it is not running (no VirtualMachineInstance); DLM moves running VMs only")
         else:
             warnings.append(f"the input has no VirtualMachineInstance for {ns}/{name}, so it cannot be checked that "
-                            "the VM is running and live-migratable; export with kubectl get vm,vmi,dv,pvc,secret,cm -o yaml")
+                            f"the VM is running and live-migratable; export with {export_command(ns)}")
     else:
         phase = (vmi.get("status") or {}).get("phase")
         if phase != "Running":
@@ -365,7 +367,7 @@ def plan_datavolume(source: Source, vm: Obj, claim: Claim, ctx: _Ctx, target: Ta
     if found is None:
         raise NotFound(
             f"PersistentVolumeClaim {ns}/{pvc_name} (volume {claim.volume} of VirtualMachine {ns}/{meta(vm).get('name')}) not found",
-            "the blank target disk is sized from it" + ("" if source.live else "; include PVCs in the export: kubectl get vm,vmi,dv,pvc,secret,cm -o yaml"),
+            "the blank target disk is sized from it" + ("" if source.live else f"; include PVCs in the export: {export_command(ns)}"),
         )
     volume_mode, access_modes, storage_class, size = found
     mapping = settings.storage_map.get(storage_class or "")
@@ -508,6 +510,7 @@ def _required(source: Source, kind: str, ns: str, name: str, vm: str, used_by: L
     if obj is None:
         raise NotFound(
             f"{kind} {ns}/{name}, used by VirtualMachine {ns}/{vm} ({', '.join(used_by)}), not found",
-            "create it on the source, or include it in the exported input" if not source.live else "create it on the source first",
+            (f"add {EXPORT_RESOURCE_OF.get(kind, kind)} to the export; the complete recipe: {export_command(ns)}"
+             if not source.live else "create it on the source first"),
         )
     return obj

@@ -136,7 +136,30 @@ def test_missing_pvc_is_not_found_and_says_what_to_export():
         one([disk_vm(), vmi()])
     assert exc.value.exit_code == errors.NOT_FOUND
     assert "PersistentVolumeClaim src/disk1 (volume d of VirtualMachine src/vm1) not found" in str(exc.value)
-    assert "kubectl get vm,vmi,dv,pvc,secret,cm -o yaml" in str(exc.value)
+    assert "kubectl get vm,vmi,dv,pvc,secret,cm,virtualmachineinstancetypes,virtualmachinepreferences," \
+           "controllerrevisions -n src -o yaml" in str(exc.value)
+
+
+@pytest.mark.parametrize("fixture,missing,resource", [
+    ("instancetype-namespaced.yaml", "ControllerRevision", "controllerrevisions"),
+    ("instancetype-namespaced.yaml", "VirtualMachineInstancetype", "virtualmachineinstancetypes"),
+    ("instancetype-namespaced.yaml", "VirtualMachinePreference", "virtualmachinepreferences"),
+    ("instancetype-cluster.yaml", "ControllerRevision", "controllerrevisions"),
+])
+def test_an_export_without_what_an_instancetype_vm_needs_names_the_kind_to_add(fixture, missing, resource):
+    from tests.conftest import FIXTURES, run_cli
+
+    text = (FIXTURES / fixture).read_text()
+    from ruamel.yaml import YAML
+    doc = YAML(typ="safe", pure=True).load(text)
+    kept = [o for o in doc["items"] if o["kind"] != missing]
+    if len(kept) == len(doc["items"]):
+        pytest.skip(f"{fixture} has no {missing}")
+    import json
+    result = run_cli(["render", "-f", "-", "--to-namespace", "b", "--connect-url", "192.0.2.20:9185"],
+                     stdin=json.dumps({**doc, "items": kept}))
+    assert result.code == errors.NOT_FOUND, result.stderr
+    assert f"{missing} " in result.stderr and f"add {resource} to the export" in result.stderr
 
 
 # --- storage classes ------------------------------------------------------------------------------
