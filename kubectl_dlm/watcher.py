@@ -55,9 +55,11 @@ class Watcher(threading.Thread):
                     version = self._watch(version)
             except kube.Expired:
                 continue  # list again
-            except (kube.Disconnected, DlmError) as exc:
+            except Exception as exc:  # noqa: BLE001 - see below
                 if self.stopped.is_set():
-                    break  # our own close() broke the connection
+                    break  # our own close() broke the connection, whatever the library made of that
+                if not isinstance(exc, (kube.Disconnected, DlmError)):
+                    raise
                 if not lost:
                     self.events.put(Event(self.tag, "LOST", [], f"lost {self.cluster.describe()}: {exc}; retrying"))
                     lost = True
