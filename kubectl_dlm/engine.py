@@ -26,6 +26,7 @@ REFUSED = "refused"
 DRY_RUN = "dry run"
 LIVE_ADDRESS_WAIT = 30.0  # seconds to wait for the target VMIM's own address before using the bundle's
 REASON_GRACE = 5.0  # seconds to wait for KubeVirt's reason after a side turned Failed
+SOURCE_GONE_GRACE = 15.0  # seconds a target may take to report success after the source migration went away
 END_WAIT = 20.0  # seconds to wait for KubeVirt to let go of a migration we deleted to end it
 
 
@@ -55,6 +56,7 @@ class Run:
     sent_at: Optional[float] = None
     phase_since: Dict[str, float] = field(default_factory=dict)
     failed_at: Optional[float] = None
+    source_gone_at: Optional[float] = None
     ending: List[tuple] = field(default_factory=list)  # (side, ns/name) of the VMIMs we deleted to end them
     ending_since: float = 0.0
     outcome_pending: tuple = ()
@@ -268,6 +270,14 @@ class Engine:
             run.last_phases = phases
             run.phase_since = {"at": now}
         self.reporter.update(run, result, now - run.phase_since.get("at", now), self._progress(run, result))
+        if result.outcome is None and run.view.source_vmim_seen and run.view.source_vmim is None:
+            # Gone without an outcome: KubeVirt's clean-up after success seen out of order, or the
+            # source VM was deleted. Give the target a moment to tell, then decide from both sides.
+            run.source_gone_at = run.source_gone_at or now
+            if now - run.source_gone_at > SOURCE_GONE_GRACE:
+                self._source_gone(run, result, now)
+            return
+        run.source_gone_at = None
         if result.outcome == follow.FAILED:
             self._failed(run, result, now)
             return
@@ -374,6 +384,25 @@ class Engine:
                     f"(kubectl patch vmim {name.split('/')[-1]} -n {name.split('/')[0]} --type=merge "
                     "-p '{\"metadata\":{\"finalizers\":null}}'), then " + hint)
         self._finish(run, outcome, message, hint)
+
+    def _source_gone(self, run: Run, result: follow.Assessment, now: float) -> None:
+        """The source migration went away and the target did not finish: say what each side shows."""
+        source_vm = kube.get(self.source, "VirtualMachine", self.settings.source_namespace, run.vm)
+        source_vmi = kube.get(self.source, "VirtualMachineInstance", self.settings.source_namespace, run.vm)
+        vm_state = "deleted" if source_vm is None or meta(source_vm).get("deletionTimestamp") else "still there"
+        vmi_state = "gone" if source_vmi is None else (follow.phase(source_vmi) or "Pending")
+        target = follow.phase(run.view.target_vmim) or "gone"
+        target_vmi = follow.phase(run.view.target_vmi) or "gone"
+        said = (f"source: migration gone after {run.view.source_vmim_final or 'starting'}, VM {vm_state}, VMI "
+                f"{vmi_state}; target: migration {target}, VMI {target_vmi}")
+        if target == "Succeeded" and target_vmi == "Running":
+            self._finish(run, follow.SUCCEEDED, f"the VM runs on the target ({said})"
+                         + ("; KubeVirt has not yet restored the target VM's run strategy" if
+                            follow._still_receiving(run.view.target_vm) else ""))
+            return
+        self._end(run, follow.FAILED, f"the source migration went away before the target finished ({said})",
+                  f"the source VM was deleted or stopped during the migration; `kubectl dlm cleanup {run.vm}` "
+                  "removes what this attempt left", now)
 
     def _gather_evidence(self, run: Run) -> None:
         view = run.view
