@@ -270,9 +270,11 @@ class Engine:
             run.last_phases = phases
             run.phase_since = {"at": now}
         self.reporter.update(run, result, now - run.phase_since.get("at", now), self._progress(run, result))
-        if result.outcome is None and run.view.source_vmim_seen and run.view.source_vmim is None:
-            # Gone without an outcome: KubeVirt's clean-up after success seen out of order, or the
-            # source VM was deleted. Give the target a moment to tell, then decide from both sides.
+        source_gone = run.view.source_vmim_seen and run.view.source_vmim is None
+        if result.outcome is None and (source_gone or follow.phase(run.view.target_vmim) == "Succeeded"):
+            # No outcome although the source migration went away, or the target finished: KubeVirt's
+            # clean-up after success seen out of order, or the source VM was deleted (a deleting VMI's
+            # migration is left as it is: MC:1769-1771). Give both a moment, then decide from both sides.
             run.source_gone_at = run.source_gone_at or now
             if now - run.source_gone_at > SOURCE_GONE_GRACE:
                 self._source_gone(run, result, now)
@@ -390,12 +392,18 @@ class Engine:
         source_vm = kube.get(self.source, "VirtualMachine", self.settings.source_namespace, run.vm)
         source_vmi = kube.get(self.source, "VirtualMachineInstance", self.settings.source_namespace, run.vm)
         vm_state = "deleted" if source_vm is None or meta(source_vm).get("deletionTimestamp") else "still there"
-        vmi_state = "gone" if source_vmi is None else (follow.phase(source_vmi) or "Pending")
+        vmi_deleting = source_vmi is None or bool(meta(source_vmi).get("deletionTimestamp"))
+        if run.view.source_vmim is not None and not vmi_deleting:
+            return  # the source is alive and its migration open: the normal path decides
+        vmi_state = "gone" if source_vmi is None else ("being deleted" if vmi_deleting else follow.phase(source_vmi))
         target = follow.phase(run.view.target_vmim) or "gone"
         target_vmi = follow.phase(run.view.target_vmi) or "gone"
-        said = (f"source: migration gone after {run.view.source_vmim_final or 'starting'}, VM {vm_state}, VMI "
-                f"{vmi_state}; target: migration {target}, VMI {target_vmi}")
+        migration = (f"migration gone after {run.view.source_vmim_final or 'starting'}" if run.view.source_vmim is None
+                     else f"migration left {follow.phase(run.view.source_vmim) or 'Pending'}")
+        said = f"source: {migration}, VM {vm_state}, VMI {vmi_state}; target: migration {target}, VMI {target_vmi}"
         if target == "Succeeded" and target_vmi == "Running":
+            if run.view.source_vmim is not None and owned_by(run.view.source_vmim, run):
+                self._end_open_sides(run)  # KubeVirt leaves it open once its VMI is deleted
             self._finish(run, follow.SUCCEEDED, f"the VM runs on the target ({said})"
                          + ("; KubeVirt has not yet restored the target VM's run strategy" if
                             follow._still_receiving(run.view.target_vm) else ""))
