@@ -141,7 +141,7 @@ def _concluded(sides: Sides, runs: List[Run], source, after, reporter, code: int
         if run.outcome != follow.SUCCEEDED:
             continue
         source_vm = source.get("VirtualMachine", sides.source_namespace, run.vm)
-        if not aftercare.conclude(sides, run.vm, run.migration_id, source_vm, after, reporter.event):
+        if not aftercare.conclude(sides, run.vm, run.migration_id, source_vm, after, reporter.aftercare):
             reporter.notice(f"{run.vm}: moved, but verify fails: see the rows above; "
                             f"`kubectl dlm verify {run.vm}` with the same flags shows them again")
             code = code if code != errors.OK else errors.NOT_VERIFIED

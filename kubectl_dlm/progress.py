@@ -85,6 +85,13 @@ class Reporter:
         else:
             self._print(f"{vm}: {message}")
 
+    def aftercare(self, vm: str, message: str) -> None:
+        """What follows a VM's `finished` event: verify rows, retirement, warnings about the old copy."""
+        if self.mode == "json":
+            self._emit({"vm": vm, "event": "aftercare", "message": message})
+        else:
+            self._print(f"{vm}: {message}")
+
     def notice(self, message: str) -> None:
         if message in self.said:
             return

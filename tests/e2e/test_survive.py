@@ -195,7 +195,12 @@ def test_progress_read_from_prometheus(namespaces, kubevirt_sim, dlm, prometheus
     progress = [e["progress"] for e in events if e.get("event") == "status" and e.get("progress")]
     assert progress, out
     assert any(p.get("processed", 0) > 0 for p in progress) and any("remaining" in p for p in progress)
-    assert events[-1]["event"] == "finished" and events[-1]["outcome"] == "succeeded"
+    finished = [i for i, e in enumerate(events) if e.get("event") == "finished"]
+    assert len(finished) == 1 and events[finished[0]]["outcome"] == "succeeded", out
+    # migrate verifies the move after the migration finished; only those rows may follow
+    after = events[finished[0] + 1:]
+    assert after and all(e["event"] == "aftercare" for e in after), out
+    assert any(e["message"].startswith("verify pass: ") for e in after), out
 
 
 def test_a_migration_that_cannot_converge_is_called_out(namespaces, kubevirt_sim, dlm, prometheus):
