@@ -241,6 +241,7 @@ def batch_migration_id(given: str, vm: str) -> str:
 
 
 def restore_run_strategy(vm: Obj) -> str:
+    """VirtualMachine.RunStrategy() (staging/src/kubevirt.io/api/core/v1/types.go:1957-1970 @v1.9.0)."""
     spec = vm.get("spec") or {}
     if spec.get("runStrategy"):
         return spec["runStrategy"]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from kubectl_dlm.model import ANN_MIGRATED_TO, LABEL_MIGRATION_ID, Obj, meta
+from kubectl_dlm.plan import restore_run_strategy
 
 PASS, FAIL = "pass", "fail"
 RESTORE_RUN_STRATEGY = "kubevirt.io/restore-run-strategy"
@@ -68,15 +69,8 @@ def _dig(obj: Optional[Obj], *path: str) -> Any:
 
 
 def run_strategy(vm: Optional[Obj]) -> Optional[str]:
-    """VirtualMachine.RunStrategy() (staging/src/kubevirt.io/api/core/v1/types.go:1957-1970)."""
-    if vm is None:
-        return None
-    spec = vm.get("spec") or {}
-    if spec.get("runStrategy"):
-        return spec["runStrategy"]
-    if "running" in spec:
-        return "Always" if spec["running"] else "Halted"
-    return "Halted"
+    """The VM's run strategy as KubeVirt reads it; None when there is no VM."""
+    return None if vm is None else restore_run_strategy(vm)
 
 
 def receive_vmim(facts: Facts) -> Optional[Obj]:
