@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help install test unit example bench release
+.PHONY: help install test unit example example-json bench release
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -26,6 +26,11 @@ unit: install ## the fast tier only (no API servers)
 
 example: install ## render the built-in example VM
 	$(VENV)/bin/kubectl-dlm render --example
+
+example-json: install ## regenerate kubectl_dlm/example.json from example.yaml (what render --example reads)
+	$(PY) -c 'import json, sys; from ruamel.yaml import YAML; data = YAML(typ="safe", pure=True).load(open(sys.argv[1], encoding="utf-8")); \
+	  open(sys.argv[2], "w", encoding="utf-8").write(json.dumps(data, indent=1, ensure_ascii=False) + "\n")' \
+	  kubectl_dlm/example.yaml kubectl_dlm/example.json
 
 bench: install ## startup and render timings (benchmarks/README.md)
 	$(PY) benchmarks/run.py

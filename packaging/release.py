@@ -52,7 +52,7 @@ TEMPLATE = ROOT / "krew" / "dlm.yaml.in"
 MANIFEST = ROOT / "krew" / "dlm.yaml"
 CONSTRAINTS = ROOT / "packaging" / "constraints.txt"
 # Every file that ends up in the executable, or decides how it is built.
-SOURCES = ("kubectl_dlm/**/*.py", "kubectl_dlm/example.yaml", "templates/*.yaml.j2", "packaging/entry.py",
+SOURCES = ("kubectl_dlm/**/*.py", "kubectl_dlm/example.yaml", "kubectl_dlm/example.json", "templates/*.yaml.j2", "packaging/entry.py",
            "packaging/kubectl-dlm.spec", "packaging/constraints.txt", "packaging/release.py", "setup.cfg",
            "LICENSE")
 # 1980-01-01: the earliest time a zip entry can carry; archives get it unless SOURCE_DATE_EPOCH is set.

@@ -118,3 +118,16 @@ def test_selector_on_file_input(tmp_path):
                            ("tier", 0), ("missing", errors.NOT_FOUND)]:
         result = run_cli(["render", "-f", "-", "-l", selector, *TARGET_ARGS], stdin=text)
         assert result.code == code, (selector, result.stderr)
+
+
+def test_the_built_in_example_json_is_example_yaml():
+    """`render --example` reads example.json; example.yaml is the commented original it is made from."""
+    import json
+
+    from ruamel.yaml import YAML
+
+    from kubectl_dlm.commands.render import example_path
+
+    yaml_text = (example_path().parent / "example.yaml").read_text(encoding="utf-8")
+    assert json.loads(example_path().read_text(encoding="utf-8")) == YAML(typ="safe", pure=True).load(yaml_text), \
+        "kubectl_dlm/example.json is out of date: run `make example-json`"
