@@ -7,6 +7,7 @@ import secrets
 import pytest
 
 from tests.harness import kubevirt as harness
+from tests.kubevirt import nodes
 
 
 def pytest_collection_modifyitems(items):
@@ -24,11 +25,23 @@ def pytest_runtest_makereport(item, call):
         for running in harness._running:
             for name, log in running.logs():
                 report.sections.append((f"{name} log (tail)", harness.tail(log, 3000)))
+        for side in nodes._sides.values():
+            if side.errors:
+                report.sections.append((f"{side.cluster.name} played node side: errors", "\n".join(side.errors)))
     return report
 
 
+@pytest.fixture(scope="session")
+def node_sides(kubevirt_clusters):
+    """The played kube-scheduler and kubelets of both clusters (tests/kubevirt/nodes.py), with
+    nodes.DEFAULT_NODES, running for the whole session: {cluster name: NodeSide}."""
+    sides = {c.name: nodes.node_side(c) for c in kubevirt_clusters}
+    yield sides
+    nodes.stop_all()
+
+
 @pytest.fixture
-def kv_namespace(kubevirt_clusters, request):
+def kv_namespace(kubevirt_clusters, node_sides, request):
     """A fresh namespace with the same name on both KubeVirt clusters, deleted after the test."""
     stem = harness.slug(request.node.name)
     name = f"t-{stem}-{secrets.token_hex(3)}"

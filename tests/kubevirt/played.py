@@ -1,5 +1,5 @@
-"""The parts of a node that cannot run here, played on the KubeVirt tier: kube-scheduler's binding,
-the kubelet's pod status and virt-handler's VMI status. Each does only what the named code does and
+"""The parts of a node that cannot run here, played on the KubeVirt tier: virt-handler's VMI status
+(kube-scheduler and the kubelet: nodes.py). Each does only what the named code does and
 only when the real controllers have done their part first (virt-controller made the Pod; the VMI is
 Scheduled by virt-controller before the played virt-handler reports it Running).
 """
@@ -11,27 +11,13 @@ from datetime import datetime, timezone
 import pytest
 
 from tests.harness.apiserver import ApiError
+from tests.kubevirt.nodes import node_side
 
-NODE = "node01"
 MERGE = "application/merge-patch+json"
 
 
 def now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def ensure_node(cluster, name: str = NODE) -> None:
-    """A schedulable KubeVirt node as virt-handler leaves it (kubevirt.io/schedulable, set by
-    pkg/virt-handler/heartbeat). No heartbeat annotation: virt-controller's node controller then
-    treats it as responsive (pkg/virt-controller/watch/node/node.go isNodeUnresponsive)."""
-    try:
-        cluster.request("POST", "/api/v1/nodes", {
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-                                                  "kubernetes.io/arch": "amd64", "kubevirt.io/schedulable": "true"}}})
-    except ApiError as e:
-        if e.status != 409:
-            raise
 
 
 def wait_for(what: str, get, timeout: float = 60):
@@ -48,24 +34,6 @@ def wait_for(what: str, get, timeout: float = 60):
 def launcher_pods(cluster, namespace: str, vmi_uid: str) -> list[dict]:
     return cluster.request("GET", f"/api/v1/namespaces/{namespace}/pods"
                                   f"?labelSelector=kubevirt.io/created-by={vmi_uid}")["items"]
-
-
-def bind_and_run(cluster, pod: dict, node: str = NODE) -> None:
-    """kube-scheduler binds (pods/binding), then the kubelet starts every container and reports the
-    pod Running and Ready (what controller.IsPodReady in pkg/controller/controller.go reads)."""
-    ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
-    cluster.request("POST", f"/api/v1/namespaces/{ns}/pods/{name}/binding", {
-        "apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
-        "target": {"apiVersion": "v1", "kind": "Node", "name": node}})
-    t = now()
-    running = [{"name": c["name"], "image": c["image"], "imageID": "", "ready": True, "started": True,
-                "restartCount": 0, "state": {"running": {"startedAt": t}}} for c in pod["spec"]["containers"]]
-    cluster.request("PATCH", f"/api/v1/namespaces/{ns}/pods/{name}/status", {"status": {
-        "phase": "Running", "hostIP": "192.0.2.100", "podIP": "10.244.0.10", "podIPs": [{"ip": "10.244.0.10"}],
-        "startTime": t, "qosClass": "Burstable", "containerStatuses": running,
-        "conditions": [{"type": t_, "status": "True", "lastTransitionTime": t}
-                       for t_ in ("PodScheduled", "Initialized", "ContainersReady", "Ready")]}},
-        content_type=MERGE)
 
 
 def handler_reports_running(install, vmi: dict) -> None:
@@ -87,7 +55,7 @@ def run_vm(install, namespace: str, vm: dict) -> dict:
     kubelet and virt-handler take it to Running. Returns the Running VMI.
     `install`: the cluster's KubeVirtInstall (tests/harness/kubevirt.py)."""
     cluster = install.cluster
-    ensure_node(cluster)
+    node_side(cluster)   # the played scheduler and kubelet (nodes.py)
     cluster.request("POST", f"/apis/kubevirt.io/v1/namespaces/{namespace}/virtualmachines", vm)
     name = vm["metadata"]["name"]
     vmi_path = f"/apis/kubevirt.io/v1/namespaces/{namespace}/virtualmachineinstances/{name}"
@@ -102,7 +70,9 @@ def run_vm(install, namespace: str, vm: dict) -> dict:
     vmi = wait_for("virt-controller to create the VMI", get_vmi)
     pod = wait_for("virt-controller to create the launcher Pod",
                    lambda: launcher_pods(cluster, namespace, vmi["metadata"]["uid"]))[0]
-    bind_and_run(cluster, pod)
+    wait_for("the played scheduler and kubelet to run the launcher Pod",
+             lambda: cluster.request("GET", f"/api/v1/namespaces/{namespace}/pods/{pod['metadata']['name']}")
+             .get("status", {}).get("phase") == "Running")
     vmi = wait_for("virt-controller to hand the VMI over (Scheduled)",
                    lambda: (v := get_vmi()) and v.get("status", {}).get("phase") == "Scheduled" and v)
     handler_reports_running(install, vmi)
