@@ -43,13 +43,6 @@ def exit_code(runs: List[Run]) -> int:
     return errors.OK
 
 
-def parse_docs(texts: List[str]) -> List[Obj]:
-    from ruamel.yaml import YAML
-
-    yaml = YAML(typ="safe", pure=True)
-    return [yaml.load(t) for t in texts]
-
-
 def _metrics(options: FollowOptions, reporter: Reporter, source=None):
     """Prometheus when a URL is given; else the source node's virt-handler through the pod proxy."""
     if not options.prometheus_url:
@@ -97,7 +90,7 @@ def migrate(request, options: FollowOptions, skip_checks: bool = False,
                 reporter.notice(f"warning: {name}: {warning}")
         docs: Dict[str, List[Obj]] = {p: [] for p in PHASES}
         for item in vm_plan.items:
-            docs[item.phase].append(parse_docs([renderer.render_item(item).text])[0])
+            docs[item.phase].append(renderer.render_item(item).data)
 
         runs.append(Run(vm=name, migration_id=vm_plan.migration_id, docs=docs, connect_url=vm_plan.connect_url,
                         make_send=_send_builder(renderer, planned.settings, name, vm_plan.migration_id),
@@ -285,7 +278,7 @@ def _send_builder(renderer, settings, vm: str, migration_id: str):
     """The source VMIM, rendered late: only the target VMIM's status may tell the sync address."""
 
     def build(url: str) -> Obj:
-        return parse_docs([renderer.render_item(send_item(settings, vm, migration_id, url)).text])[0]
+        return renderer.render_item(send_item(settings, vm, migration_id, url)).data
 
     return build
 

@@ -24,6 +24,10 @@ from kubectl_dlm.model import Item, Plan
 class Document:
     item: Item
     text: str  # one YAML document, no leading '---'
+    # The object the text was written from (what parsing the text gives back: tests/test_render_rules.py),
+    # for callers that apply it: parsing our own output again cost ~20 ms per object in the
+    # pure-Python YAML parser. Fresh containers, shared with nothing else; None when not rendered here.
+    data: Any = None
 
 
 def builtin_template_dir() -> Path:
@@ -109,7 +113,8 @@ class Renderer:
         except jinja2.TemplateError as exc:
             raise TemplateError(f"template {item.template} failed for {item.kind} {item.name}: {exc}",
                                 "fix the template in --template-dir, or drop the override") from None
-        return Document(item, normalize(text, item.template, values))
+        data = _object(text, item.template, values)
+        return Document(item, emit.dump(data), data)
 
     def render(self, plan: Plan, phases=None, sides=None) -> List[Document]:
         kwargs = {}
@@ -148,9 +153,13 @@ _skeletons: dict = {}
 
 def normalize(text: str, origin: str, values: Optional[_Values] = None) -> str:
     """Parse a rendered template, put the filtered values back, and write it in the canonical style."""
+    return emit.dump(_object(text, origin, values))
+
+
+def _object(text: str, origin: str, values: Optional[_Values] = None) -> dict:
     data = _parse(text, origin)
     if values is not None:
         data = values.fill(data)
     if not isinstance(data, dict) or not data.get("kind"):
         raise TemplateError(f"template {origin} did not produce a Kubernetes object", "fix the template in --template-dir")
-    return emit.dump(data)
+    return data

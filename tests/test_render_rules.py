@@ -392,3 +392,29 @@ def test_output_dir_leaves_secret_data_out_by_default(name, tmp_path):
     index = YAML(typ="safe").load((out / "dlm-bundle.yaml").read_text())
     expected = sorted(o["metadata"]["name"] for o in fixture_objects(name) if o["kind"] == "Secret")
     assert sorted(s["name"] for s in index["secretsToCopy"]) == expected
+
+
+def same(a, b) -> bool:
+    """Equal, and of the same types all the way down (a tuple is not a list here)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+@pytest.mark.parametrize("name", SUCCESS + ["example"])
+def test_each_document_carries_the_object_its_text_parses_to(name):
+    """migrate and apply send Document.data instead of parsing the text again: it must be that text's object."""
+    from kubectl_dlm import pipeline
+    from kubectl_dlm.commands.render import example_path
+
+    path = example_path() if name == "example" else FIXTURES / f"{name}.yaml"
+    request = pipeline.Request(filename=str(path), to_namespace="prod-b", connect_url="192.0.2.20:9185", secrets="include")
+    result = pipeline.run(request, after=True)
+    assert result.docs
+    for doc in result.docs + result.after:
+        parsed = YAML(typ="safe", pure=True).load(doc.text)
+        assert same(doc.data, parsed), f"{doc.item.kind} {doc.item.name}: {doc.data!r} != {parsed!r}"
