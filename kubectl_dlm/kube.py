@@ -12,7 +12,7 @@ import logging
 import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
 from kubernetes import client as k8s
@@ -39,6 +39,9 @@ class Cluster:
     server: str
     api: Any  # kubernetes.client.ApiClient
     requests: int = 0  # API requests made, for benchmarks and tests
+    # access_review's answers: migrate checks every VM of a batch on one connection, and asks the
+    # same SelfSubjectAccessReviews for each (they name namespaces and resources, not VMs).
+    reviews: Dict[tuple, tuple] = field(default_factory=dict, repr=False)
 
     @property
     def name(self) -> str:
@@ -103,11 +106,32 @@ def _library_log():
         root.handlers, root.level = saved, level
 
 
-def _user_of(config_file: str, context: Dict[str, Any]) -> Dict[str, Any]:
+def _merged(config_file: str):
+    """The client's merged view of a kubeconfig (or a ':'-separated list), parsed once per process
+    while the files are unchanged: connecting to the source and the target read it four times,
+    each a pure-Python YAML parse (load_kube_config still parses it itself)."""
     from kubernetes.config.kube_config import KubeConfigMerger
 
+    stamp = []
+    for path in config_file.split(os.pathsep):
+        try:
+            st = os.stat(os.path.expanduser(path))
+            stamp.append((path, st.st_mtime_ns, st.st_size))
+        except OSError:
+            stamp.append((path, None, None))
+    key = (config_file, tuple(stamp))
+    if key not in _MERGED:
+        _MERGED.clear()
+        _MERGED[key] = KubeConfigMerger(config_file)
+    return _MERGED[key]
+
+
+_MERGED: Dict[tuple, Any] = {}
+
+
+def _user_of(config_file: str, context: Dict[str, Any]) -> Dict[str, Any]:
     name = (context.get("context") or {}).get("user")
-    for user in KubeConfigMerger(config_file).config.value.get("users") or []:
+    for user in _merged(config_file).config.value.get("users") or []:
         user = dict(getattr(user, "value", user))
         if user.get("name") == name:
             return {"name": name, **dict(getattr(user.get("user"), "value", user.get("user")) or {})}
@@ -141,9 +165,7 @@ def _first_line(value: Any) -> str:
 def _contexts(config_file: str):
     """(contexts, current) of a kubeconfig or a ':'-separated list of them. Unlike the client's
     list_kube_config_contexts this accepts a file without current-context, as kubectl does."""
-    from kubernetes.config.kube_config import KubeConfigMerger
-
-    merged = KubeConfigMerger(config_file).config
+    merged = _merged(config_file).config
     if merged is None:
         raise ConfigException(f"no kubeconfig file found at {config_file}")
     value = merged.value
@@ -555,6 +577,9 @@ def access_review(cluster: Cluster, verb: str, resource: str, group: str = "", n
     Returns (True|False, reason), or (None, why) when the server cannot answer (no authorization
     API, creating the review is forbidden, ...): the caller must say "could not verify", not pass.
     """
+    asked = (verb, resource, group, namespace, name)
+    if asked in cluster.reviews:
+        return cluster.reviews[asked]
     attributes = {"verb": verb, "resource": resource, "group": group}
     if namespace:
         attributes["namespace"] = namespace
@@ -570,4 +595,6 @@ def access_review(cluster: Cluster, verb: str, resource: str, group: str = "", n
     status = (result or {}).get("status") or {}
     if "allowed" not in status:
         return None, f"{cluster.describe()} returned a SelfSubjectAccessReview without a decision"
-    return bool(status["allowed"]), status.get("reason") or status.get("evaluationError") or ""
+    answer = bool(status["allowed"]), status.get("reason") or status.get("evaluationError") or ""
+    cluster.reviews[asked] = answer
+    return answer

@@ -41,14 +41,20 @@ __all__ = [
 ]
 
 
-def run_checks(request: Any, *, now: Optional[dt.datetime] = None, access_reviews: bool = True) -> Report:
+def run_checks(request: Any, *, now: Optional[dt.datetime] = None, access_reviews: bool = True,
+               read: Optional[tuple] = None) -> Report:
     """Every pre-flight check for `request` (a pipeline.Request). Errors that make checking
     impossible (no such VM, bad flags, a cluster that cannot be reached) are raised; anything
-    else becomes a row."""
+    else becomes a row. `read`: (source, source cluster, namespace, names, target cluster) as
+    pipeline read them for this request already (migrate checks each VM of a batch on the one
+    reading and the connections its plan used, instead of connecting and listing again per VM)."""
     from kubectl_dlm import pipeline
 
-    source, source_cluster, namespace, names = pipeline.read_source(request)
-    target_cluster = pipeline.connect_target(request, source_cluster)
+    if read is None:
+        source, source_cluster, namespace, names = pipeline.read_source(request)
+        target_cluster = pipeline.connect_target(request, source_cluster)
+    else:
+        source, source_cluster, namespace, names, target_cluster = read
     settings = pipeline.make_settings(request, namespace, source_cluster, target_cluster)
     facts = gather(source, names, settings, source_cluster, target_cluster, access_reviews=access_reviews)
     report = Report(rows=evaluate(facts, now or pem.now()), plan=facts.plan, source=source)
