@@ -52,3 +52,55 @@ def test_a_label_selected_batch_of_vms_is_read_whole_across_pages(clusters, name
     assert len(kube.list_objects(cluster, "VirtualMachine", ns)) == 9
     assert cluster.requests == math.ceil(9 / PAGE)
     assert vms_requests >= 3 + len(kube.SOURCE_KINDS) - 1  # the VMs took pages; every other kind one (empty) page
+
+
+@pytest.mark.cluster
+def test_an_expired_continue_token_restarts_the_list_once_without_a_limit(kube_bin, tmp_path, monkeypatch):
+    """client-go's pager (k8s.io/client-go/tools/pager/pager.go, ListPager.List with FullListIfExpired):
+    when page 2 or later answers 410 Expired, list once more without limit and continue, and keep that.
+
+    The 410 is the server's own: a test API server without the watch cache (so a continue is read
+    from etcd, not from the cache's snapshots) whose etcd history is compacted between the first and
+    the second page, as a long list on a busy cluster meets the API server's periodic compaction."""
+    from kubernetes.client.exceptions import ApiException
+
+    from tests.harness.apiserver import ApiServer
+    from tests.harness.clusters import write_kubeconfig
+
+    api = ApiServer("expiry", kube_bin, tmp_path / "expiry", flags=("--watch-cache=false",))
+    api.start()
+    try:
+        api.wait_ready()
+        api.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "paged"}})
+        made = [f"cm-{i}" for i in range(5)]
+        for name in made:
+            api.request("POST", "/api/v1/namespaces/paged/configmaps",
+                        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}})
+        write_kubeconfig(tmp_path / "kubeconfig", [api])
+        cluster = kube.connect(str(tmp_path / "kubeconfig"), "expiry")
+        monkeypatch.setattr(kube, "LIST_PAGE", PAGE)
+        sent, answers, compacted = [], [], []
+        real = kube._request
+
+        def observed(cluster, method, path, query, *args):
+            sent.append(dict(query))
+            if len(sent) == 2:  # between the pages: one more write, then etcd forgets the first page's revision
+                api.request("POST", "/api/v1/namespaces/paged/configmaps",
+                            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm-late"}})
+                compacted.append(api.compact_etcd())
+            try:
+                result = real(cluster, method, path, query, *args)
+            except ApiException as exc:
+                answers.append(exc.status)
+                raise
+            answers.append(200)
+            return result
+
+        monkeypatch.setattr(kube, "_request", observed)
+        items = kube.list_objects(cluster, "ConfigMap", "paged")
+    finally:
+        api.stop()
+    assert compacted and answers == [200, 410, 200]
+    assert [(q.get("limit"), "continue" in q) for q in sent] == [(PAGE, False), (PAGE, True), (None, False)]
+    # the full list is read at the latest revision: the write made between the pages is in it
+    assert sorted(i["metadata"]["name"] for i in items if i["metadata"]["name"].startswith("cm-")) == sorted(made + ["cm-late"])

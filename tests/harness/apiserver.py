@@ -6,6 +6,7 @@ code under test.
 """
 from __future__ import annotations
 
+import base64
 import ctypes
 import json
 import shutil
@@ -70,8 +71,10 @@ class ApiError(Exception):
 class ApiServer:
     """etcd + mini-kube-apiserver under `workdir`. start() spawns, wait_ready() blocks."""
 
-    def __init__(self, name: str, bin_dir: Path, workdir: Path):
+    def __init__(self, name: str, bin_dir: Path, workdir: Path, flags: tuple = ()):
+        """`flags`: more mini-kube-apiserver flags (e.g. --watch-cache=false), after the harness's own."""
         self.name, self.bin, self.dir = name, Path(bin_dir), Path(workdir)
+        self.flags = tuple(flags)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.server = f"https://127.0.0.1:{self.port}"
@@ -130,7 +133,21 @@ class ApiServer:
              f"--requestheader-client-ca-file={self.front_proxy_ca}", "--requestheader-allowed-names=front-proxy-client",
              "--requestheader-username-headers=X-Remote-User", "--requestheader-group-headers=X-Remote-Group",
              "--requestheader-extra-headers-prefix=X-Remote-Extra-",
-             f"--disable-admission-plugins={_DISABLED_ADMISSION}"], self.log)
+             f"--disable-admission-plugins={_DISABLED_ADMISSION}", *self.flags], self.log)
+
+    def compact_etcd(self) -> int:
+        """Compact etcd's history up to its current revision (through etcd's own v3 JSON gateway, as
+        an operator's `etcdctl compact` would): reads at older revisions, e.g. an older continue
+        token's, then fail with "required revision has been compacted". Returns that revision."""
+        def post(path: str, body: dict) -> dict:
+            request = urllib.request.Request(self._etcd_url + path, data=json.dumps(body).encode(),
+                                             headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.loads(response.read())
+
+        revision = int(post("/v3/kv/range", {"key": base64.b64encode(b"\0").decode()})["header"]["revision"])
+        post("/v3/kv/compaction", {"revision": str(revision), "physical": True})
+        return revision
 
     def stop_apiserver(self) -> None:
         if self._api is not None:
