@@ -26,7 +26,9 @@ Sources (Kubernetes at commit 00d375050338df847285c0a12bbd90c328d0e707 unless no
 API (for tests and fixtures):
     side = NodeSide(cluster); side.start(); ...; side.stop()   # one per cluster; see conftest node_sides
     side.replace_nodes([node(...), ...])   # context manager: these Nodes only, the old ones back after
-    side.fail_pods(predicate, message)    # the kubelet fails matching pods (now or when they start)
+    with side.failing(predicate, message): ...   # the kubelet fails matching pods (now or when they start)
+    side.fail_pod(namespace, name)               # ... this one, now
+    side.exits.append(fn)                        # fn(pod) -> exit code or None, asked for each Running pod
 """
 from __future__ import annotations
 
@@ -292,23 +294,35 @@ def running_status(pod: dict, host_ip: str, pod_ip: str) -> dict:
 
 def failed_status(pod: dict, message: str, exit_code: int = 1) -> dict:
     """A crashed virt-launcher as the kubelet reports it (restartPolicy Never: the pod is Failed)."""
+    return exited_status(pod, exit_code, message)
+
+
+def exited_status(pod: dict, exit_code: int, message: str = "") -> dict:
+    """Every container terminated with `exit_code`; restartPolicy Never, so the pod is Succeeded (0)
+    or Failed (kubelet_pods.go getPhase), Ready/ContainersReady False with reason PodCompleted or
+    PodFailed (pkg/kubelet/status/generate.go)."""
     t = now()
     status = pod.get("status") or {}
     started = status.get("startTime") or t
+    ok = exit_code == 0
+    terminated = {"exitCode": exit_code, "reason": "Completed" if ok else "Error", "startedAt": started,
+                  "finishedAt": t}
+    if message:
+        terminated["message"] = message
     containers = [{"name": c["name"], "image": c["image"], "imageID": "", "ready": False, "started": False,
-                   "restartCount": 0,
-                   "state": {"terminated": {"exitCode": exit_code, "reason": "Error", "message": message,
-                                            "startedAt": started, "finishedAt": t}}}
+                   "restartCount": 0, "state": {"terminated": terminated}}
                   for c in pod["spec"]["containers"]]
+    reason = "PodCompleted" if ok else "PodFailed"
     conditions = [{"type": "PodReadyToStartContainers", "status": "False", "lastProbeTime": None, "lastTransitionTime": t},
                   {"type": "Initialized", "status": "True", "lastProbeTime": None, "lastTransitionTime": started},
-                  {"type": "ContainersReady", "status": "False", "reason": "PodFailed", "lastProbeTime": None,
+                  {"type": "ContainersReady", "status": "False", "reason": reason, "lastProbeTime": None,
                    "lastTransitionTime": t},
-                  {"type": "Ready", "status": "False", "reason": "PodFailed", "lastProbeTime": None,
+                  {"type": "Ready", "status": "False", "reason": reason, "lastProbeTime": None,
                    "lastTransitionTime": t},
                   {"type": "PodScheduled", "status": "True", "lastProbeTime": None, "lastTransitionTime": started}]
     return {**{k: status[k] for k in ("hostIP", "hostIPs", "podIP", "podIPs", "qosClass") if k in status},
-            "phase": "Failed", "startTime": started, "containerStatuses": containers, "conditions": conditions}
+            "phase": "Succeeded" if ok else "Failed", "startTime": started, "containerStatuses": containers,
+            "conditions": conditions}
 
 
 # ---- the loops ----
@@ -324,6 +338,9 @@ class NodeSide:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._doomed: list[tuple[Callable[[dict], bool], str]] = []
+        # Who knows that a pod's process exited (e.g. the played virt-handler, once the domain is
+        # gone): each is asked about every Running pod; an int is the exit code of all its containers.
+        self.exits: list[Callable[[dict], int | None]] = []
         self._ips: dict[str, str] = {}     # pod uid -> pod IP
         self._net = {"source": 1, "target": 2}.get(cluster.name, 3)
         self.errors: list[str] = []
@@ -448,6 +465,13 @@ class NodeSide:
             doom = next((msg for pred, msg in self._doomed if pred(pod)), None)
         if doom is not None:
             self._patch_status(pod, failed_status(pod, doom))
+            return
+        if status.get("phase") == "Running":
+            for exited in list(self.exits):
+                code = exited(pod)
+                if code is not None:
+                    self._patch_status(pod, exited_status(pod, code))
+                    return
             return
         if status.get("phase", "Pending") != "Pending":
             return

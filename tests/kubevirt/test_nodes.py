@@ -120,6 +120,16 @@ def test_node_labels_are_node_labellers():
     assert labels["kubevirt.io/schedulable"] == "true"
 
 
+@pytest.mark.parametrize("code, phase, reason, ready_reason", [
+    (0, "Succeeded", "Completed", "PodCompleted"), (137, "Failed", "Error", "PodFailed")])
+def test_an_exited_pod_is_terminal(code, phase, reason, ready_reason):
+    running = {**pod(node_name="n1"), "status": nodes.running_status(pod(), "192.0.2.10", "10.244.16.11")}
+    status = nodes.exited_status(running, code)
+    assert status["phase"] == phase and status["podIP"] == "10.244.16.11"
+    assert {s["state"]["terminated"]["reason"] for s in status["containerStatuses"]} == {reason}
+    assert {c["type"]: c.get("reason") for c in status["conditions"]}["Ready"] == ready_reason
+
+
 # ---- on the KubeVirt tier ----
 
 def test_launcher_pod_is_bound_to_a_fitting_node_and_runs(kubevirt_clusters, kv_namespace, node_sides):
@@ -136,6 +146,14 @@ def test_launcher_pod_is_bound_to_a_fitting_node_and_runs(kubevirt_clusters, kv_
     vmi = wait_for("the VMI Scheduled", lambda: (v := get_or_none(c, VMIS.format(ns=kv_namespace) + "/vm1"))
                    and v["status"].get("phase") == "Scheduled" and v)
     assert vmi["status"]["nodeName"] == pod_["spec"]["nodeName"]
+    # whoever knows the launcher exited (the played virt-handler) tells the kubelet
+    exit_zero = lambda p: 0 if p["metadata"]["uid"] == pod_["metadata"]["uid"] else None  # noqa: E731
+    node_sides["source"].exits.append(exit_zero)
+    try:
+        wait_for("the launcher Pod Succeeded", lambda: c.request(
+            "GET", f"/api/v1/namespaces/{kv_namespace}/pods/{pod_['metadata']['name']}")["status"]["phase"] == "Succeeded")
+    finally:
+        node_sides["source"].exits.remove(exit_zero)
 
 
 def test_unschedulable_launcher_pod_stays_pending_with_the_schedulers_condition(kubevirt_clusters, kv_namespace,
