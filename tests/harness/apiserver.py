@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import ctypes
+import ipaddress
 import json
 import shutil
 import signal
@@ -28,6 +29,29 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def pod_address() -> str | None:
+    """An address of this machine that the pod proxy accepts as a pod IP, for servers that stand in
+    for pods; None when it has none.
+
+    kube-apiserver proxies only to a global unicast pod IP, never loopback or link-local ("address
+    not allowed", pkg/registry/core/pod/strategy.go ResourceLocation; the test server does the
+    same), so such a server listens on this machine's own network address instead of 127.0.0.1.
+    """
+    candidates = []
+    for family, probe in ((socket.AF_INET, "192.0.2.1"), (socket.AF_INET6, "2001:db8::1")):
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as s:
+                s.connect((probe, 9))  # UDP: the kernel picks the source address by route, sends nothing
+                candidates.append(s.getsockname()[0])
+        except OSError:
+            pass
+    for address in candidates:
+        ip = ipaddress.ip_address(address.split("%")[0])
+        if not (ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_unspecified):
+            return address
+    return None
 
 
 def openssl(*args: str) -> None:

@@ -8,7 +8,8 @@
 //     server-side apply with managedFields and conflicts, watch with resourceVersions, bookmarks
 //     and 410 Gone, the status subresource, dry-run, structural-schema validation and OpenAPI.
 //   - front server: a second generic apiserver that serves the built-in kinds tests and
-//     KubeVirt's components need (table `kinds`; pods/binding as the scheduler uses it) from etcd
+//     KubeVirt's components need (table `kinds`; pods/binding as the scheduler uses it; pods/proxy
+//     to a pod's global unicast IP, its certificate unverified, as kube-apiserver's) from etcd
 //     with the real k8s.io/api types, but no validation and only a few defaults (`Canonicalize`).
 //     It also serves merged discovery and OpenAPI, so clients see one cluster.
 //   - admission: the upstream MutatingAdmissionWebhook and ValidatingAdmissionWebhook plugins of
@@ -24,9 +25,11 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -62,6 +65,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
+	upgradeproxy "k8s.io/apimachinery/pkg/util/proxy"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/version"
@@ -167,6 +172,16 @@ func init() {
 			}))
 		}
 	}
+	// The query of pods/proxy (its sub-path arrives as "path"), as Kubernetes' generated
+	// Convert_url_Values_To_v1_PodProxyOptions (pkg/apis/core/v1/zz_generated.conversion.go).
+	must(Scheme.AddConversionFunc((*url.Values)(nil), (*corev1.PodProxyOptions)(nil), func(a, b interface{}, s conversion.Scope) error {
+		out := b.(*corev1.PodProxyOptions)
+		if values, ok := map[string][]string(*a.(*url.Values))["path"]; ok && len(values) > 0 {
+			return runtime.Convert_Slice_string_To_string(&values, &out.Path, s)
+		}
+		out.Path = ""
+		return nil
+	}))
 	must(Scheme.AddFieldLabelConversionFunc(corev1.SchemeGroupVersion.WithKind("Pod"), func(label, value string) (string, string, error) {
 		if _, ok := podFields(&corev1.Pod{})[label]; ok {
 			return label, value, nil
@@ -335,10 +350,7 @@ func (s *shortNamed) ShortNames() []string { return s.short }
 // ToSelectableFields; accepted by pkg/apis/core/v1/conversion.go). KubeVirt's node controller
 // lists pods by spec.nodeName (kubevirt v1.9.0 pkg/virt-controller/watch/node/node.go:323).
 func podFields(pod *corev1.Pod) fields.Set {
-	ip := ""
-	if len(pod.Status.PodIPs) > 0 {
-		ip = pod.Status.PodIPs[0].IP
-	}
+	ip := podIP(pod)
 	return generic.AddObjectMetaFieldsSet(fields.Set{
 		"spec.nodeName":            pod.Spec.NodeName,
 		"spec.restartPolicy":       string(pod.Spec.RestartPolicy),
@@ -349,6 +361,19 @@ func podFields(pod *corev1.Pod) fields.Set {
 		"status.podIP":             ip,
 		"status.nominatedNodeName": pod.Status.NominatedNodeName,
 	}, &pod.ObjectMeta, true)
+}
+
+// podIP is the pod's primary IP as Kubernetes reads it from the internal type, whose podIPs[0] the
+// v1 conversion fills from status.podIP (pkg/apis/core/v1/conversion.go Convert_v1_PodStatus_To_core_PodStatus:
+// podIP wins when both are set and differ).
+func podIP(pod *corev1.Pod) string {
+	if pod.Status.PodIP != "" {
+		return pod.Status.PodIP
+	}
+	if len(pod.Status.PodIPs) > 0 {
+		return pod.Status.PodIPs[0].IP
+	}
+	return ""
 }
 
 func podAttrs(obj runtime.Object) (labels.Set, fields.Set, error) {
@@ -506,6 +531,85 @@ func (r *bindingREST) Create(ctx context.Context, name string, obj runtime.Objec
 	return &metav1.Status{Status: metav1.StatusSuccess}, nil
 }
 
+// proxyREST is pods/proxy, as Kubernetes' ProxyREST (pkg/registry/core/pod/rest/subresources.go,
+// kubernetes commit db8b216c): the request goes to the pod's IP through apimachinery's
+// UpgradeAwareHandler with the API server's proxy transport (see newProxyTransport).
+type proxyREST struct {
+	store     *genericregistry.Store
+	transport http.RoundTripper
+}
+
+func (*proxyREST) New() runtime.Object   { return &corev1.PodProxyOptions{} }
+func (*proxyREST) Destroy()              {}
+func (*proxyREST) NamespaceScoped() bool { return true }
+func (*proxyREST) ConnectMethods() []string {
+	return []string{"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
+}
+func (*proxyREST) NewConnectOptions() (runtime.Object, bool, string) {
+	return &corev1.PodProxyOptions{}, true, "path"
+}
+func (r *proxyREST) Connect(ctx context.Context, id string, opts runtime.Object, responder rest.Responder) (http.Handler, error) {
+	proxyOpts, ok := opts.(*corev1.PodProxyOptions)
+	if !ok {
+		return nil, fmt.Errorf("Invalid options object: %#v", opts)
+	}
+	location, err := podLocation(ctx, r.store, id)
+	if err != nil {
+		return nil, err
+	}
+	location.Path = utilnet.JoinPreservingTrailingSlash(location.Path, proxyOpts.Path)
+	// wrapTransport=true: URL rewriting, X-Forwarded-* headers, and a failed round trip answered
+	// as 503 "error trying to reach service" (k8s.io/apimachinery/pkg/util/proxy/transport.go).
+	return upgradeproxy.NewUpgradeAwareHandler(location, r.transport, true, false, upgradeproxy.NewErrorResponder(responder)), nil
+}
+
+// podLocation is Kubernetes' pod.ResourceLocation (pkg/registry/core/pod/strategy.go, kubernetes
+// commit 008b3652): the id is "name", "name:port" or "scheme:name:port"; without a port, the first
+// port a container declares; the pod's primary IP, which must be a global unicast address (so
+// never loopback or link-local).
+func podLocation(ctx context.Context, store *genericregistry.Store, id string) (*url.URL, error) {
+	scheme, name, port, valid := utilnet.SplitSchemeNamePort(id)
+	if !valid {
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("invalid pod request %q", id))
+	}
+	obj, err := store.Get(ctx, name, &metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	pod := obj.(*corev1.Pod)
+	if port == "" {
+		for _, c := range pod.Spec.Containers {
+			if len(c.Ports) > 0 {
+				port = strconv.Itoa(int(c.Ports[0].ContainerPort))
+				break
+			}
+		}
+	}
+	ip := podIP(pod)
+	if parsed := net.ParseIP(ip); parsed == nil || !parsed.IsGlobalUnicast() {
+		return nil, apierrors.NewBadRequest("address not allowed")
+	}
+	loc := &url.URL{Scheme: scheme}
+	if port == "" {
+		if strings.Contains(ip, ":") {
+			loc.Host = "[" + ip + "]"
+		} else {
+			loc.Host = ip
+		}
+	} else {
+		loc.Host = net.JoinHostPort(ip, port)
+	}
+	return loc, nil
+}
+
+// newProxyTransport is kube-apiserver's transport to pods and services (CreateProxyTransport,
+// pkg/controlplane/apiserver/config.go, kubernetes commit 008b3652): "Proxying to pods and services
+// is IP-based... don't expect to be able to verify the hostname", so a pod's serving certificate is
+// not verified.
+func newProxyTransport() *http.Transport {
+	return utilnet.SetTransportDefaults(&http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}})
+}
+
 // legacyBindingREST is the older /bindings collection (LegacyBindingREST in the same file).
 type legacyBindingREST struct{ *bindingREST }
 
@@ -537,7 +641,7 @@ func getDefinitions(ref common.ReferenceCallback) map[string]common.OpenAPIDefin
 			Dependencies: []string{objectMeta},
 		}
 	}
-	for _, o := range []runtime.Object{&authzv1.SelfSubjectAccessReview{}, &authzv1.SubjectAccessReview{}, &corev1.Binding{}} {
+	for _, o := range []runtime.Object{&authzv1.SelfSubjectAccessReview{}, &authzv1.SubjectAccessReview{}, &corev1.Binding{}, &corev1.PodProxyOptions{}} {
 		coarse(o)
 	}
 	for _, k := range kinds {
@@ -697,7 +801,9 @@ func run(ctx context.Context, o *options.CustomResourceDefinitionsServerOptions)
 	groups := map[string]*genericapiserver.APIGroupInfo{}
 	group := func(gv schema.GroupVersion) map[string]rest.Storage {
 		if groups[gv.Group] == nil {
-			info := genericapiserver.NewDefaultAPIGroupInfo(gv.Group, Scheme, metav1.ParameterCodec, Codecs)
+			// Query parameters decode through our Scheme, as kube-apiserver's legacyscheme.ParameterCodec: the
+			// connect options of pods/proxy need it (k8s.io/apiserver handlers/get.go getRequestOptions).
+			info := genericapiserver.NewDefaultAPIGroupInfo(gv.Group, Scheme, runtime.NewParameterCodec(Scheme), Codecs)
 			info.VersionedResourcesStorageMap[gv.Version] = map[string]rest.Storage{}
 			groups[gv.Group] = &info
 		}
@@ -717,6 +823,7 @@ func run(ctx context.Context, o *options.CustomResourceDefinitionsServerOptions)
 	binding := &bindingREST{group(corev1.SchemeGroupVersion)["pods"].(*shortNamed).Store}
 	group(corev1.SchemeGroupVersion)["pods/binding"] = binding
 	group(corev1.SchemeGroupVersion)["bindings"] = legacyBindingREST{binding}
+	group(corev1.SchemeGroupVersion)["pods/proxy"] = &proxyREST{binding.store, newProxyTransport()}
 	if err := core.InstallLegacyAPIGroup("/api", groups[""]); err != nil {
 		return fmt.Errorf("install core: %w", err)
 	}
