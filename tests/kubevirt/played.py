@@ -43,7 +43,9 @@ def handler_reports_running(install, vmi: dict) -> None:
     ns, name = vmi["metadata"]["namespace"], vmi["metadata"]["name"]
     t = now()
     install.request_as("kubevirt-handler", node=vmi["status"]["nodeName"])("PATCH", f"/apis/kubevirt.io/v1/namespaces/{ns}/virtualmachineinstances/{name}", {
-        "status": {"phase": "Running", "conditions": [
+        # selinuxContext "none" where SELinux is absent (pkg/virt-handler/vm.go:1043-1045); the
+        # migration controller refuses to build a target pod without it (migration.go:858-868).
+        "status": {"phase": "Running", "selinuxContext": "none", "conditions": [
             {"type": "Ready", "status": "True", "lastProbeTime": None, "lastTransitionTime": t},
             {"type": "LiveMigratable", "status": "True", "lastProbeTime": None, "lastTransitionTime": t},
             {"type": "StorageLiveMigratable", "status": "True", "lastProbeTime": None, "lastTransitionTime": t}]}},
