@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, List, Optional
 
-from kubectl_dlm import emit
+from kubectl_dlm import emit, skeleton
 from kubectl_dlm.errors import TemplateError
 from kubectl_dlm.model import Item, Plan
 
@@ -134,14 +134,9 @@ def _parse(text: str, origin: str) -> Any:
     """
     data = _skeletons.get(text)
     if data is None:
-        from ruamel.yaml import YAML
-        from ruamel.yaml.error import YAMLError
-
-        try:
-            data = YAML(typ="safe", pure=True).load(text)
-        except YAMLError as exc:
-            raise TemplateError(f"template {origin} did not produce valid YAML: {str(exc).splitlines()[0]}",
-                                "fix the template in --template-dir") from None
+        data = skeleton.read(text)  # the built-in templates' shapes, without the pure-Python parser
+        if data is None:
+            data = _parse_yaml(text, origin)
         if len(_skeletons) >= 1024:
             _skeletons.clear()
         _skeletons[text] = data
@@ -149,6 +144,17 @@ def _parse(text: str, origin: str) -> Any:
 
 
 _skeletons: dict = {}
+
+
+def _parse_yaml(text: str, origin: str) -> Any:
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        return YAML(typ="safe", pure=True).load(text)
+    except YAMLError as exc:
+        raise TemplateError(f"template {origin} did not produce valid YAML: {str(exc).splitlines()[0]}",
+                            "fix the template in --template-dir") from None
 
 
 def normalize(text: str, origin: str, values: Optional[_Values] = None) -> str:
