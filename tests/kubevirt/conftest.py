@@ -7,7 +7,7 @@ import secrets
 import pytest
 
 from tests.harness import kubevirt as harness
-from tests.kubevirt import nodes
+from tests.kubevirt import cdi, nodes
 
 
 def pytest_collection_modifyitems(items):
@@ -25,9 +25,10 @@ def pytest_runtest_makereport(item, call):
         for running in harness._running:
             for name, log in running.logs():
                 report.sections.append((f"{name} log (tail)", harness.tail(log, 3000)))
-        for side in nodes._sides.values():
+        for side in [*nodes._sides.values(), *cdi._cdis.values()]:
             if side.errors:
-                report.sections.append((f"{side.cluster.name} played node side: errors", "\n".join(side.errors)))
+                report.sections.append((f"{side.cluster.name} played {type(side).__name__}: errors",
+                                        "\n".join(side.errors)))
     return report
 
 
@@ -40,8 +41,16 @@ def node_sides(kubevirt_clusters):
     nodes.stop_all()
 
 
+@pytest.fixture(scope="session")
+def cdis(kubevirt_clusters):
+    """Played CDI and PV binding of both clusters (tests/kubevirt/cdi.py): {cluster name: CDI}."""
+    running = {c.name: cdi.cdi(c) for c in kubevirt_clusters}
+    yield running
+    cdi.stop_all()
+
+
 @pytest.fixture
-def kv_namespace(kubevirt_clusters, node_sides, request):
+def kv_namespace(kubevirt_clusters, node_sides, cdis, request):
     """A fresh namespace with the same name on both KubeVirt clusters, deleted after the test."""
     stem = harness.slug(request.node.name)
     name = f"t-{stem}-{secrets.token_hex(3)}"

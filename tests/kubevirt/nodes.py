@@ -10,6 +10,9 @@ Sources (Kubernetes at commit 00d375050338df847285c0a12bbd90c328d0e707 unless no
   NodeUnschedulable, TaintToleration, NodeAffinity, InterPodAffinity; each node is rejected for its
   first failing filter, with that plugin's reason (the ErrReason* constants quoted below). NodeName
   needs nothing here: a pod with spec.nodeName is already assigned and never scheduled.
+  VolumeBinding's PreFilter and PreBind for PVCs (missing, unbound Immediate, unbound
+  WaitForFirstConsumer: the chosen node goes to volume.kubernetes.io/selected-node and the pod waits
+  for the PV controller, played in cdi.py); not its PV node affinity.
   Not played: resources (NodeResourcesFit), ports, volume limits, topology spread, scoring (the
   feasible node with the fewest pods is chosen, then by name: deterministic, spreads like LeastAllocated).
 * Failure: PodScheduled=False reason Unschedulable with FitError.Error()'s message
@@ -231,6 +234,39 @@ def filter_node(pod: dict, node_obj: dict, nodes_by_name: dict, placed: list[dic
     return None
 
 
+SELECTED_NODE = "volume.kubernetes.io/selected-node"
+
+
+def claims(pod: dict) -> list[str]:
+    return [v["persistentVolumeClaim"]["claimName"] for v in pod["spec"].get("volumes") or []
+            if v.get("persistentVolumeClaim")]
+
+
+def volume_prefilter(pod: dict, pvcs: dict, classes: dict, unbound_wffc: list) -> str:
+    """VolumeBinding's PreFilter (K8S pkg/scheduler/framework/plugins/volumebinding/volume_binding.go):
+    "" or why no node can take the pod; collects the unbound claims of WaitForFirstConsumer classes."""
+    ns = pod["metadata"]["namespace"]
+    immediate = False
+    for name in claims(pod):
+        pvc = pvcs.get((ns, name))
+        if pvc is None:
+            return f'persistentvolumeclaim "{name}" not found'
+        if (pvc.get("status") or {}).get("phase") == "Bound" or pvc["spec"].get("volumeName"):
+            continue
+        sc = classes.get(pvc["spec"].get("storageClassName") or "")
+        if sc is not None and sc.get("volumeBindingMode") == "WaitForFirstConsumer":
+            unbound_wffc.append(pvc)
+        else:
+            immediate = True
+    return "pod has unbound immediate PersistentVolumeClaims" if immediate else ""
+
+
+def prefilter_error(n: int, message: str) -> str:
+    """FitError.Error() when a PreFilter rejected the pod (its message instead of the histogram)."""
+    return (f"0/{n} nodes are available: {message}. "
+            f"preemption: 0/{n} nodes are available: {n} Preemption is not helpful for scheduling.")
+
+
 def histogram(reasons: Iterable[str]) -> str:
     counts: dict[str, int] = {}
     for r in reasons:
@@ -430,15 +466,39 @@ class NodeSide:
         all_nodes = self.list_nodes()
         pods = self.cluster.request("GET", "/api/v1/pods")["items"]
         placed = [p for p in pods if p["spec"].get("nodeName") and not terminal(p)]
+        volumes = None
         for pod in pods:
             if ours(pod):
-                self._schedule(pod, all_nodes, placed)
+                if claims(pod) and volumes is None:
+                    volumes = self._volumes()
+                self._schedule(pod, all_nodes, placed, volumes)
             elif pod["spec"].get("nodeName"):
                 self._kubelet(pod, all_nodes)
 
-    def _schedule(self, pod: dict, all_nodes: list[dict], placed: list[dict]) -> None:
+    def _volumes(self) -> tuple[dict, dict]:
+        pvcs = {(p["metadata"]["namespace"], p["metadata"]["name"]): p
+                for p in self.cluster.request("GET", "/api/v1/persistentvolumeclaims")["items"]}
+        classes = {c["metadata"]["name"]: c
+                   for c in self.cluster.request("GET", "/apis/storage.k8s.io/v1/storageclasses")["items"]}
+        return pvcs, classes
+
+    def _schedule(self, pod: dict, all_nodes: list[dict], placed: list[dict], volumes=None) -> None:
         ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
-        chosen, message = schedule(pod, all_nodes, placed)
+        unbound_wffc: list[dict] = []
+        rejected = volume_prefilter(pod, *(volumes or ({}, {})), unbound_wffc)
+        if rejected:
+            chosen, message = None, prefilter_error(len(all_nodes), rejected)
+        else:
+            chosen, message = schedule(pod, all_nodes, placed)
+        if chosen and unbound_wffc:
+            # VolumeBinding's PreBind: the chosen node goes to the claims, and the pod is bound only
+            # once the PV controller bound them (volume_binding.go PreBind, binder.go BindPodVolumes).
+            for pvc in unbound_wffc:
+                if (pvc["metadata"].get("annotations") or {}).get(SELECTED_NODE) != chosen:
+                    self.cluster.request(
+                        "PATCH", f"/api/v1/namespaces/{ns}/persistentvolumeclaims/{pvc['metadata']['name']}",
+                        {"metadata": {"annotations": {SELECTED_NODE: chosen}}}, content_type=MERGE)
+            return
         if chosen:
             try:
                 self.cluster.request("POST", f"/api/v1/namespaces/{ns}/pods/{name}/binding", {
