@@ -82,7 +82,11 @@ def node_labels(name: str, cpu: dict = SKYLAKE) -> dict[str, str]:
     """The labels a Node carries once virt-handler's node-labeller and heartbeat ran (prepareLabels)."""
     labels = {HOSTNAME: name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
               "kubevirt.io/schedulable": "true"}
-    labels.update({f"cpu-feature.node.kubevirt.io/{f}": "true" for f in cpu["features"]})
+    # Supported features are those of the host's expanded host-model CPU (supported_features.xml,
+    # cpu_plugin.go:142-161 loadHostSupportedFeatures), so they include its required features: a target pod selects
+    # cpu-feature.node.kubevirt.io/<required feature> (migration.go:2564-2566).
+    labels.update({f"cpu-feature.node.kubevirt.io/{f}": "true"
+                   for f in (*cpu["features"], *cpu["required_features"])})
     labels.update({f"cpu-model.node.kubevirt.io/{m}": "true" for m in cpu["usable_models"]})
     labels.update({f"cpu-model-migration.node.kubevirt.io/{m}": "true" for m in cpu["known_models"]})
     labels.update({f"host-model-required-features.node.kubevirt.io/{f}": "true" for f in cpu["required_features"]})

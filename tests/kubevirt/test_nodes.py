@@ -115,6 +115,8 @@ def test_node_labels_are_node_labellers():
     assert labels["host-model-cpu.node.kubevirt.io/Skylake-Client-IBRS"] == "true"
     assert labels["cpu-vendor.node.kubevirt.io/Intel"] == "true"
     assert labels["host-model-required-features.node.kubevirt.io/ds"] == "true"
+    assert labels["cpu-feature.node.kubevirt.io/ds"] == "true"   # a required feature is a supported one
+    assert labels["machine-type.node.kubevirt.io/q35"] == "true"
     assert labels["cpu-model-migration.node.kubevirt.io/Skylake-Client-IBRS"] == "true"
     assert "cpu-model.node.kubevirt.io/EPYC-IBPB" not in labels   # known, not usable
     assert labels["kubevirt.io/schedulable"] == "true"
