@@ -48,6 +48,7 @@ MIB = 1024 * 1024
 NO_PROVISIONER = "kubernetes.io/no-provisioner"
 SELECTED_NODE = "volume.kubernetes.io/selected-node"
 DVS = "/apis/cdi.kubevirt.io/v1beta1/datavolumes"
+CONFIG_EVERY = 25   # ticks
 
 SUFFIX = {"Ki": 2 ** 10, "Mi": 2 ** 20, "Gi": 2 ** 30, "Ti": 2 ** 40, "Pi": 2 ** 50, "Ei": 2 ** 60,
           "k": 10 ** 3, "M": 10 ** 6, "G": 10 ** 9, "T": 10 ** 12, "P": 10 ** 15, "E": 10 ** 18, "": 1}
@@ -186,6 +187,8 @@ class CDI:
         self.cluster, self.period = cluster, period
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._ticks = 0
+        self._status: dict | None = None
         self.errors: list[str] = []
 
     def start(self) -> "CDI":
@@ -237,18 +240,26 @@ class CDI:
         return status
 
     def step(self) -> None:
+        # Idle ticks cost two LISTs; the StorageClasses and CDIConfig are read when there is work
+        # (and the config reconciled at least every CONFIG_EVERY ticks).
+        pvcs = {(p["metadata"]["namespace"], p["metadata"]["name"]): p
+                for p in self.req("GET", "/api/v1/persistentvolumeclaims")["items"]}
+        dvs = self.req("GET", DVS)["items"]
+        self._ticks += 1
+        busy = any((p.get("status") or {}).get("phase") != "Bound" for p in pvcs.values()) or any(
+            (d.get("status") or {}).get("phase") != "Succeeded" for d in dvs)
+        if not busy and self._status is not None and self._ticks % CONFIG_EVERY:
+            return
         classes = self.req("GET", "/apis/storage.k8s.io/v1/storageclasses")["items"]
         by_class = {sc["metadata"]["name"]: sc for sc in classes}
         default = next((n for n, sc in sorted(by_class.items()) if (sc["metadata"].get("annotations") or {})
                         .get("storageclass.kubernetes.io/is-default-class") == "true"), None)
-        status = self.config_status(classes)
-        pvcs = {(p["metadata"]["namespace"], p["metadata"]["name"]): p
-                for p in self.req("GET", "/api/v1/persistentvolumeclaims")["items"]}
+        status = self._status = self.config_status(classes)
         for pvc in list(pvcs.values()):
             bound = self.bind(pvc, by_class)
             if bound:
                 pvcs[(pvc["metadata"]["namespace"], pvc["metadata"]["name"])] = bound
-        for dv in self.req("GET", DVS)["items"]:
+        for dv in dvs:
             if dv["metadata"].get("deletionTimestamp"):
                 continue
             self.sync_dv(dv, pvcs.get((dv["metadata"]["namespace"], dv["metadata"]["name"])), by_class, status,
