@@ -103,6 +103,8 @@ class ApiServer:
         self.port = free_port()
         self.server = f"https://127.0.0.1:{self.port}"
         self.log = self.dir / "apiserver.log"
+        # k8s.io/apiserver's audit log, one JSON event per line (tests/harness/audit.py reads it)
+        self.audit_log = self.dir / "audit.log"
         self.etcd_log = self.dir / "etcd.log"
         self._etcd: subprocess.Popen | None = None
         self._api: subprocess.Popen | None = None
@@ -126,6 +128,12 @@ class ApiServer:
                                                  "client-key": str(self.client_key)}}],
             "contexts": [{"name": "self", "context": {"cluster": "self", "user": "self"}}],
         }))
+        # Metadata level: who did what to which object, no bodies (Secret values stay out).
+        # RequestReceived is dropped (every request also ends in ResponseComplete or Panic); a watch
+        # keeps its ResponseStarted, logged while it is still open.
+        (self.dir / "audit-policy.json").write_text(json.dumps({
+            "apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived"],
+            "rules": [{"level": "Metadata"}]}))
         self._ssl = ssl.create_default_context(cafile=str(self.ca_cert))
         self._ssl.load_cert_chain(str(self.client_cert), str(self.client_key))
 
@@ -157,7 +165,10 @@ class ApiServer:
              f"--requestheader-client-ca-file={self.front_proxy_ca}", "--requestheader-allowed-names=front-proxy-client",
              "--requestheader-username-headers=X-Remote-User", "--requestheader-group-headers=X-Remote-Group",
              "--requestheader-extra-headers-prefix=X-Remote-Extra-",
-             f"--disable-admission-plugins={_DISABLED_ADMISSION}", *self.flags], self.log)
+             f"--disable-admission-plugins={_DISABLED_ADMISSION}",
+             # written before the response completes (the log backend's default mode is blocking)
+             f"--audit-log-path={self.audit_log}", f"--audit-policy-file={self.dir / 'audit-policy.json'}",
+             *self.flags], self.log)
 
     def compact_etcd(self) -> int:
         """Compact etcd's history up to its current revision (through etcd's own v3 JSON gateway, as
