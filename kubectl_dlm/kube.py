@@ -483,23 +483,28 @@ def read_source(cluster: Cluster, namespace: str, names: List[str], selector: st
     for kind in SOURCE_KINDS[1:]:
         for obj in list_objects(cluster, kind, namespace):
             source.add(obj)
-    # Secrets, ConfigMaps and instancetypes only when some VM references that kind.
-    from kubectl_dlm.refs import references
+    # What the VMs reference, and only that: Secrets and ConfigMaps by name (a LIST would read every
+    # Secret of the namespace, and need the right to), instancetypes per referenced kind.
+    from kubectl_dlm.refs import namespaced_kind, references
 
-    needed = set()
+    named: Dict[str, set] = {"Secret": set(), "ConfigMap": set()}
+    listed = set()
     for vm in vms:
         refs = references(vm, source.get("VirtualMachineInstance", namespace, meta(vm).get("name", "")))
-        if refs.secrets:
-            needed.add("Secret")
-        if refs.configmaps:
-            needed.add("ConfigMap")
+        named["Secret"].update(refs.secrets)
+        named["ConfigMap"].update(refs.configmaps)
         for matcher in (refs.instancetype, refs.preference):
-            if matcher:
-                needed.update({"VirtualMachineInstancetype", "VirtualMachinePreference"})
-                if matcher[2]:
-                    needed.add("ControllerRevision")
+            if matcher and namespaced_kind(matcher[0]):
+                listed.add(namespaced_kind(matcher[0]))
+            if matcher and matcher[2]:
+                listed.add("ControllerRevision")
+    for kind, names in named.items():
+        for name in sorted(names):
+            obj = get(cluster, kind, namespace, name)
+            if obj is not None:
+                source.add(obj)
     for kind in REFERENCED_KINDS:
-        if kind in needed:
+        if kind in listed:
             for obj in list_objects(cluster, kind, namespace):
                 source.add(obj)
     return source
@@ -580,7 +585,10 @@ def access_review(cluster: Cluster, verb: str, resource: str, group: str = "", n
     asked = (verb, resource, group, namespace, name)
     if asked in cluster.reviews:
         return cluster.reviews[asked]
+    resource, _, subresource = resource.partition("/")  # "pods/proxy": the review names the subresource apart
     attributes = {"verb": verb, "resource": resource, "group": group}
+    if subresource:
+        attributes["subresource"] = subresource
     if namespace:
         attributes["namespace"] = namespace
     if name:
