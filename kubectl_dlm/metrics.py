@@ -91,7 +91,7 @@ class HandlerMetrics:
                 return None
             text = kube.proxy_text(self.cluster, self.kubevirt_namespace, pod, handler_metrics.PORT, handler_metrics.PATH)
         except DlmError as exc:
-            self._give_up(exc.message + (f" (reading virt-handler's metrics needs get on pods and pods/proxy in "
+            self._give_up(exc.message + (f" (reading virt-handler's metrics needs list on pods and get on pods/proxy in "
                                          f"namespace {self.kubevirt_namespace})" if "refused" in exc.message else ""))
             return None
         return handler_metrics.progress(text, namespace, vmi, node)

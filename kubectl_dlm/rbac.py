@@ -3,6 +3,8 @@ table `check` asks about (checks.gather.required_access), so the two never drift
 
 Namespaced accesses become a Role per namespace; cluster-wide ones (listing KubeVirt CRs, getting
 the target Namespace) a ClusterRole, narrowed by resourceNames where the table names the object.
+The table holds every request the commands make, the optional ones too (progress through the pod
+proxy, Events): tests/e2e/test_rbac_audit.py holds it against the API servers' audit log.
 """
 
 from __future__ import annotations
@@ -44,15 +46,19 @@ def subject(user: str = "", group: str = "", serviceaccount: str = "") -> Subjec
 
 
 def rules(accesses: Iterable[Access]) -> Dict[str, List[Dict[str, List[str]]]]:
-    """namespace ("" = cluster-wide) -> RBAC rules, one per (group, resource, resourceNames), verbs merged."""
+    """namespace ("" = cluster-wide) -> RBAC rules: per (group, resource, object name) the verbs
+    merged, then the objects named with the same verbs in one rule's resourceNames."""
     merged: Dict[Tuple[str, str, str, str], set] = {}
     for a in accesses:
         merged.setdefault((a.namespace, a.group, a.resource, a.name), set()).add(a.verb)
-    out: Dict[str, List[Dict[str, List[str]]]] = {}
+    names: Dict[Tuple[str, str, str, Tuple[str, ...], bool], List[str]] = {}
     for (namespace, group, resource, name), verbs in sorted(merged.items()):
-        rule = {"apiGroups": [group], "resources": [resource], "verbs": sorted(verbs)}
-        if name:
-            rule["resourceNames"] = [name]
+        names.setdefault((namespace, group, resource, tuple(sorted(verbs)), bool(name)), []).append(name)
+    out: Dict[str, List[Dict[str, List[str]]]] = {}
+    for (namespace, group, resource, verbs, named), objects in sorted(names.items()):
+        rule = {"apiGroups": [group], "resources": [resource], "verbs": list(verbs)}
+        if named:
+            rule["resourceNames"] = objects
         out.setdefault(namespace, []).append(rule)
     return out
 

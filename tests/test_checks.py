@@ -12,6 +12,7 @@ import pytest
 from kubectl_dlm import checks, errors, pem
 from kubectl_dlm.checks import Access, Check, ClusterFacts, Facts, Report
 from kubectl_dlm.errors import Refused
+from kubectl_dlm.checks.gather import PROGRESS
 from kubectl_dlm.model import (LABEL_MIGRATION_ID, MANAGED_BY, MANAGER, Settings, Source, StorageMapping,
                                TargetInfo)
 from kubectl_dlm.refs import references
@@ -326,12 +327,18 @@ def test_permissions_pass_fail_and_could_not_verify():
                                                 (Access("get", "namespaces", "", "", "prod"), True, "")])
     assert checks.check_access(cf, "t") == Check(
         "permissions", "pass", "you may do all 2 things the migration needs here (SelfSubjectAccessReview)", "", "t")
+    cf.access.append((Access("list", "events", "", "prod", optional="Events as evidence"), False, ""))
+    assert checks.check_access(cf, "t") == Check(  # an optional one denied: warned, what goes without it said
+        "permissions", "warn", "you may not: list events in namespace prod; the migration goes on without: "
+                               "Events as evidence",
+        "ask for these permissions (RBAC) on east to have them (`kubectl dlm rbac` prints them)", "t")
     cf.access.append((Access("patch", "datavolumes", "cdi.kubevirt.io", "prod"), False, ""))
     cf.access.append((Access("list", "kubevirts", "kubevirt.io"), False, ""))
     assert checks.check_access(cf, "t") == Check(
         "permissions", "fail", "you may not: patch datavolumes.cdi.kubevirt.io in namespace prod; "
                                "list kubevirts.kubevirt.io (cluster-wide)",
-        "ask for these permissions (RBAC) on east, or use a context that has them", "t")
+        "ask for these permissions (RBAC) on east (`kubectl dlm rbac` prints them), or use a context that has them",
+        "t")
     cf = ClusterFacts("target", "east", access_error="create SelfSubjectAccessReview: not found on cluster x")
     row = checks.check_access(cf, "t")
     assert (row.status, row.reason) == ("unknown", "could not verify (SelfSubjectAccessReview): create "
@@ -344,9 +351,12 @@ def test_required_access_covers_copies_and_trust_only_across_clusters():
     facts = make_facts(vm, make_vmi())
     needed = checks.required_access(facts, {"db": references(vm)})
     target = [a.describe() for a in needed["target"]]
-    assert "patch secrets in namespace prod" in target
-    assert "patch configmaps kubevirt-external-ca in namespace kubevirt" in target
-    assert "get secrets in namespace prod" in [a.describe() for a in needed["source"]]
+    assert "patch secrets db-ci in namespace prod" in target  # by name: the rule names the Secret
+    assert "update configmaps kubevirt-external-ca in namespace kubevirt" in target  # trust replaces it
+    source = [a.describe() for a in needed["source"]]
+    assert "get secrets db-ci in namespace prod" in source and "list secrets in namespace prod" not in source
+    optional = {a.describe(): a.optional for a in needed["source"] if a.optional}
+    assert optional["get pods/proxy in namespace kubevirt"] == PROGRESS
     facts.same_cluster = True
     needed = checks.required_access(facts, {"db": references(vm)})
     assert not any("kubevirt-external-ca" in a.describe() for a in needed["target"] + needed["source"])

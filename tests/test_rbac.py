@@ -8,6 +8,8 @@ from ruamel.yaml import YAML
 from kubectl_dlm import errors, rbac
 from kubectl_dlm.checks.facts import Access
 from kubectl_dlm.render import Renderer
+from tests.harness.audit import Request
+from tests.harness.rbac_authorizer import rule_allows
 
 KV = "kubevirt.io"
 TABLE = {
@@ -21,9 +23,36 @@ TABLE = {
 
 
 def allows(rule, access: Access) -> bool:
-    """RBAC's RuleAllows (kubernetes pkg/apis/rbac/v1/evaluation_helpers.go): verb, group, resource, name."""
-    return (access.verb in rule["verbs"] and access.group in rule["apiGroups"] and access.resource in rule["resources"]
-            and (not rule.get("resourceNames") or access.name in rule["resourceNames"]))
+    resource, _, subresource = access.resource.partition("/")
+    return rule_allows(rule, Request(access.verb, resource, subresource, access.group, access.namespace, access.name))
+
+
+@pytest.mark.parametrize("rule, request_, allowed", [
+    ({"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}, Request("get", "pods", "proxy", "", "kv", "p"), False),
+    ({"verbs": ["get"], "apiGroups": [""], "resources": ["pods/proxy"]}, Request("get", "pods", "proxy", "", "kv", "p"), True),
+    ({"verbs": ["get"], "apiGroups": [""], "resources": ["*/proxy"]}, Request("get", "pods", "proxy", "", "kv", "p"), True),
+    ({"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}, Request("delete", "vms", "", KV, "ns", "x"), True),
+    ({"verbs": ["get"], "apiGroups": [KV], "resources": ["vms"]}, Request("get", "vms", "", "", "ns", "x"), False),
+    ({"verbs": ["get"], "apiGroups": [""], "resources": ["secrets"], "resourceNames": ["a"]},
+     Request("get", "secrets", "", "", "ns", "b"), False),
+    ({"verbs": ["list"], "apiGroups": [""], "resources": ["secrets"], "resourceNames": ["a"]},
+     Request("list", "secrets", "", "", "ns", ""), False),  # a list has no name: resourceNames never match it
+    ({"verbs": ["get"], "nonResourceURLs": ["/apis/*"]}, Request("get", path="/apis/kubevirt.io/v1"), True),
+    ({"verbs": ["get"], "nonResourceURLs": ["/apis"]}, Request("get", path="/apis/kubevirt.io"), False),
+])
+def test_rule_matching_as_kubernetes_rbac(rule, request_, allowed):
+    assert rule_allows(rule, request_) is allowed
+
+
+def test_objects_named_with_the_same_verbs_share_a_rule():
+    table = [Access("get", "secrets", "", "prod", "b"), Access("get", "secrets", "", "prod", "a"),
+             Access("get", "secrets", "", "prod", "c"), Access("patch", "secrets", "", "prod", "c"),
+             Access("list", "secrets", "", "prod")]
+    assert rbac.rules(table)["prod"] == [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"], "resourceNames": ["a", "b"]},
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "patch"], "resourceNames": ["c"]},
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["list"]},
+    ]
 
 
 def documents(items):

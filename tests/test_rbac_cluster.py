@@ -28,10 +28,17 @@ def test_rbac_for_a_cross_cluster_move(clusters, namespaces, kubevirt_sim, cli):
     source, docs = rules_by_role(result.stdout)
     assert all(d["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "kubectl-dlm"} for d in docs)
     assert {"apiGroups": ["kubevirt.io"], "resources": ["virtualmachineinstancemigrations"],
-            "verbs": ["delete", "patch", "watch"]} in source["Role", ns]
-    assert source["ClusterRole", ""] == [{"apiGroups": ["kubevirt.io"], "resources": ["kubevirts"], "verbs": ["list"]}]
-    assert {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"],
-            "resourceNames": ["kubevirt-ca"]} in source["Role", "kubevirt"]
+            "verbs": ["delete", "get", "list", "patch", "watch"]} in source["Role", ns]
+    assert source["ClusterRole", ""] == [  # the source node (check), KubeVirt CRs, migration IDs taken
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]},
+        {"apiGroups": ["kubevirt.io"], "resources": ["kubevirts"], "verbs": ["list"]},
+        {"apiGroups": ["kubevirt.io"], "resources": ["virtualmachineinstancemigrations"], "verbs": ["list"]}]
+    assert source["Role", "kubevirt"] == [  # the CA exchange; virt-handler's metrics through the pod proxy
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "update"],
+         "resourceNames": ["kubevirt-external-ca"]},
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "watch"], "resourceNames": ["kubevirt-ca"]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+        {"apiGroups": [""], "resources": ["pods/proxy"], "verbs": ["get"]}]
     assert "# source cluster source: Role" in result.stdout and "# target cluster" not in result.stdout
 
     result = cli(*args, "--side", "target")
@@ -39,8 +46,8 @@ def test_rbac_for_a_cross_cluster_move(clusters, namespaces, kubevirt_sim, cli):
     target, _ = rules_by_role(result.stdout)
     assert {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"], "resourceNames": [ns]} in \
         target["ClusterRole", ""]
-    assert {"apiGroups": ["kubevirt.io"], "resources": ["virtualmachines"], "verbs": ["patch", "watch"]} in \
-        target["Role", ns]
+    assert {"apiGroups": ["kubevirt.io"], "resources": ["virtualmachines"],
+            "verbs": ["delete", "get", "list", "patch", "watch"]} in target["Role", ns]
 
     both = cli(*args)
     assert both.code == errors.OK and both.stdout == cli(*args).stdout  # deterministic

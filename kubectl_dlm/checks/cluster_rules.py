@@ -236,10 +236,18 @@ def expiry_row(certs: Sequence[pem.Certificate], now: dt.datetime, scope: str, f
 
 def check_access(cf: ClusterFacts, scope: str) -> Check:
     name = "permissions"
-    denied = [a for a, allowed, _ in cf.access if allowed is False]
+    denied = [a for a, allowed, _ in cf.access if allowed is False and not a.optional]
     if denied:
         return Check(name, FAIL, "you may not: " + "; ".join(a.describe() for a in denied),
-                     f"ask for these permissions (RBAC) on {cf.label}, or use a context that has them", scope)
+                     f"ask for these permissions (RBAC) on {cf.label} (`kubectl dlm rbac` prints them), "
+                     "or use a context that has them", scope)
+    optional = [a for a, allowed, _ in cf.access if allowed is False]
+    if optional:
+        lost = sorted({a.optional for a in optional})
+        return Check(name, WARN, "you may not: " + "; ".join(a.describe() for a in optional)
+                     + "; the migration goes on without: " + "; ".join(lost),
+                     f"ask for these permissions (RBAC) on {cf.label} to have them (`kubectl dlm rbac` prints them)",
+                     scope)
     if not cf.contacted:
         return Check(name, UNKNOWN, f"could not verify: {cf.access_error}", "", scope)
     if cf.access_error:

@@ -56,10 +56,11 @@ class Access:
     """One thing the migration does on a cluster, as a SelfSubjectAccessReview asks it."""
 
     verb: str
-    resource: str
+    resource: str  # "resource" or "resource/subresource"
     group: str = ""
     namespace: str = ""
     name: str = ""
+    optional: str = ""  # "": the migration needs it; else what goes without it (check warns, rbac grants it)
 
     def describe(self) -> str:
         what = f"{self.resource}.{self.group}" if self.group else self.resource

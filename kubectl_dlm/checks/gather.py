@@ -194,40 +194,83 @@ def _gather_nodes(facts: Facts, source: Source, names: List[str], source_cluster
         facts.source_nodes[node] = (obj, error or ("" if obj is not None else "not found"))
 
 
+# What goes without an optional access (check warns; rbac grants it all the same).
+PROGRESS = "transfer progress without --prometheus-url (virt-handler's metrics through the pod proxy)"
+EVENTS = "Events as evidence: why a migration is stuck, and in `report`"
+PLACEMENT = "check's placement row (which nodes may take the receiving VM)"
+MACHINES = "check's MAC address and firmware UUID row against every VM of the target cluster"
+TAKEN_IDS = "migration IDs taken in other namespaces (without it: those of the VM's namespaces only)"
+RETIRE_DELETE = "retire --delete-vm / --delete-disks (deleting the old copy)"
+CDI_OVERHEAD = "CDI's filesystem overhead when sizing the target disks (without it: CDI's default)"
+
+
 def required_access(facts: Facts, refs: Dict[str, Optional[References]]) -> Dict[str, List[Access]]:
-    """What the migration does on each cluster (SSA creates are PATCHes). Pure."""
+    """Every request the plugin's commands make on each cluster, as RBAC sees it (server-side apply
+    is `patch`; replace is `update`). Pure. tests/e2e/test_rbac_audit.py proves it complete and
+    minimal against the API servers' audit log."""
     s = facts.settings
     sns, tns = s.source_namespace, s.target_namespace
     kv, cdi, it = "kubevirt.io", "cdi.kubevirt.io", "instancetype.kubevirt.io"
     used = [r for r in refs.values() if r is not None]
-    source = [Access("get", "virtualmachines", kv, sns), Access("watch", "virtualmachineinstances", kv, sns),
-              Access("patch", "virtualmachineinstancemigrations", kv, sns),
-              Access("watch", "virtualmachineinstancemigrations", kv, sns),
-              Access("delete", "virtualmachineinstancemigrations", kv, sns),
-              Access("list", "datavolumes", cdi, sns), Access("list", "persistentvolumeclaims", "", sns)]
-    target = [Access("get", "namespaces", "", "", tns), Access("patch", "virtualmachines", kv, tns),
-              Access("watch", "virtualmachines", kv, tns), Access("watch", "virtualmachineinstances", kv, tns),
-              Access("patch", "virtualmachineinstancemigrations", kv, tns),
-              Access("delete", "virtualmachineinstancemigrations", kv, tns),
-              Access("patch", "datavolumes", cdi, tns), Access("watch", "datavolumes", cdi, tns),
-              Access("list", "persistentvolumeclaims", "", tns)]
-    if any(r.secrets for r in used):
-        source.append(Access("get", "secrets", "", sns))
+
+    def rows(namespace: str, table, optional: str = "") -> List[Access]:
+        return [Access(verb, resource, group, namespace, optional=optional)
+                for resource, group, verbs in table for verb in verbs]
+
+    kvns = {role: facts.clusters[role].kubevirt_namespace for role in ("source", "target")}
+    # read (get, list), follow (watch), carry out (patch = server-side apply), cancel/cleanup (delete),
+    # retire (update the VM, patch the disks' annotations)
+    source = rows(sns, [("virtualmachines", kv, ("get", "list", "update")),
+                        ("virtualmachineinstances", kv, ("get", "list")),
+                        ("virtualmachineinstancemigrations", kv, ("get", "list", "watch", "patch", "delete")),
+                        ("datavolumes", cdi, ("get", "list", "patch")),
+                        ("persistentvolumeclaims", "", ("get", "list", "patch"))])
+    source += rows(sns, [("virtualmachines", kv, ("delete",)), ("datavolumes", cdi, ("delete",)),
+                         ("persistentvolumeclaims", "", ("delete",))], RETIRE_DELETE)
+    target = [Access("get", "namespaces", "", "", tns)]
+    target += rows(tns, [("virtualmachines", kv, ("get", "list", "watch", "patch", "delete")),
+                         ("virtualmachineinstances", kv, ("get", "list", "watch")),
+                         ("virtualmachineinstancemigrations", kv, ("get", "list", "watch", "patch", "delete")),
+                         ("datavolumes", cdi, ("get", "list", "watch", "patch", "delete")),
+                         ("persistentvolumeclaims", "", ("get", "list", "delete"))])
+    target += [Access("list", "storageclasses", "storage.k8s.io"),
+               Access("get", "cdiconfigs", cdi, "", "config", optional=CDI_OVERHEAD),
+               Access("list", "nodes", optional=PLACEMENT),
+               Access("list", "virtualmachines", kv, optional=MACHINES),
+               Access("list", "virtualmachineinstances", kv, optional=MACHINES)]
+    source += [Access("get", "nodes", optional=PLACEMENT),
+               Access("list", "pods", "", kvns["source"], optional=PROGRESS),
+               Access("get", "pods/proxy", "", kvns["source"], optional=PROGRESS)]
+    for role, accesses, ns in (("source", source, sns), ("target", target, tns)):
+        accesses += [Access("list", "kubevirts", kv), Access("list", "events", "", ns, optional=EVENTS),
+                     Access("list", "virtualmachineinstancemigrations", kv, optional=TAKEN_IDS)]
+    # What the VMs reference: read on the source by name, copied to the target (check looks for
+    # a name taken there: Secrets by name, ConfigMaps in one list).
+    for name in sorted({n for r in used for n in r.secrets}):
+        source.append(Access("get", "secrets", "", sns, name))
+        target.append(Access("get", "secrets", "", tns, name))
         if s.secrets == "include":
-            target.append(Access("patch", "secrets", "", tns))
+            target.append(Access("patch", "secrets", "", tns, name))
+    for name in sorted({n for r in used for n in r.configmaps}):
+        source.append(Access("get", "configmaps", "", sns, name))
+        target += [Access("get", "configmaps", "", tns, name), Access("patch", "configmaps", "", tns, name)]
     if any(r.configmaps for r in used):
-        source.append(Access("get", "configmaps", "", sns))
-        target.append(Access("patch", "configmaps", "", tns))
+        target.append(Access("list", "configmaps", "", tns))
     for attribute, plural in (("instancetype", "virtualmachineinstancetypes"), ("preference", "virtualmachinepreferences")):
         matchers = [getattr(r, attribute) for r in used if getattr(r, attribute)]
         if any(namespaced_kind(m[0]) for m in matchers):
-            target.append(Access("patch", plural, it, tns))
+            source.append(Access("list", plural, it, sns))
+            target += [Access("list", plural, it, tns), Access("patch", plural, it, tns)]
         if any(m[2] for m in matchers):
-            target.append(Access("patch", "controllerrevisions", "apps", tns))
-    if not facts.same_cluster:
+            source.append(Access("list", "controllerrevisions", "apps", sns))
+            target += [Access("list", "controllerrevisions", "apps", tns), Access("patch", "controllerrevisions", "apps", tns)]
+        for kind, name in sorted({(m[0].lower(), m[1]) for m in matchers if m[0].lower() in CLUSTER_KINDS}):
+            for accesses in (source, target):  # check: does the cluster-wide one exist on both sides?
+                accesses.append(Access("get", CLUSTER_KINDS[kind].rsplit("/", 1)[1], it, "", name))
+    if not facts.same_cluster:  # the CA exchange (trust, and migrate re-posts it)
         for role, accesses in (("source", source), ("target", target)):
-            kvns = facts.clusters[role].kubevirt_namespace
-            accesses += [Access("list", "kubevirts", kv),
-                         Access("get", "configmaps", "", kvns, trust.CA_CONFIGMAP),
-                         Access("patch", "configmaps", "", kvns, trust.EXTERNAL_CA_CONFIGMAP)]
+            accesses += [Access("get", "configmaps", "", kvns[role], trust.CA_CONFIGMAP),
+                         Access("watch", "configmaps", "", kvns[role], trust.CA_CONFIGMAP),  # until merged
+                         Access("get", "configmaps", "", kvns[role], trust.EXTERNAL_CA_CONFIGMAP),
+                         Access("update", "configmaps", "", kvns[role], trust.EXTERNAL_CA_CONFIGMAP)]
     return {"source": source, "target": target}
