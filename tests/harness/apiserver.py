@@ -168,6 +168,7 @@ class ApiServer:
              f"--disable-admission-plugins={_DISABLED_ADMISSION}",
              # written before the response completes (the log backend's default mode is blocking)
              f"--audit-log-path={self.audit_log}", f"--audit-policy-file={self.dir / 'audit-policy.json'}",
+             "--audit-log-maxsize=0",  # no rotation: tests/harness/audit.py reads from an offset
              *self.flags], self.log)
 
     def compact_etcd(self) -> int:
@@ -198,12 +199,14 @@ class ApiServer:
         self.wait_serving()
 
     def stop(self) -> None:
-        """Stop both processes and drop etcd's data (its preallocated WAL is 64 MB); logs stay."""
+        """Stop both processes and drop etcd's data (its preallocated WAL is 64 MB) and the audit log
+        (~1 kB a request: a whole suite's makes tens of MB); the other logs stay."""
         self.stop_apiserver()
         if self._etcd is not None:
             _terminate(self._etcd)
             self._etcd = None
             shutil.rmtree(self.dir / "etcd", ignore_errors=True)
+            self.audit_log.unlink(missing_ok=True)
 
     def _spawn(self, argv: list[str], log: Path) -> subprocess.Popen:
         with open(log, "ab") as out:  # append: a restarted server keeps one log
