@@ -8,6 +8,7 @@ or an interrupt never leaves half a bundle; an existing directory is replaced on
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import tempfile
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from kubectl_dlm.errors import Conflict, UsageError
-from kubectl_dlm.model import AFTER_DIR, HANDS_OFF, PHASE_SIDE, PHASES, Plan
+from kubectl_dlm.model import AFTER_DIR, HANDS_OFF, PHASE_SIDE, PHASES, Plan, display_name
 from kubectl_dlm.render import Document
 
 INDEX_FILE = "dlm-bundle.yaml"
@@ -40,15 +41,13 @@ def stream(docs: List[Document], plan: Plan) -> str:
         item = doc.item
         cluster = _cluster_label(plan, item.side)
         out.write(f"---\n# phase {PHASES.index(item.phase) + 1}/3 {item.phase}, {item.side} cluster{cluster}: "
-                  f"{item.kind} {item.namespace}/{item.name}\n")
+                  f"{item.kind} {display_name(item.namespace, item.name)}\n")
         out.write(doc.text)
     return out.getvalue()
 
 
 def stream_json(docs: List[Document]) -> str:
     """-o json: the same objects, in the same order, as one v1 List (what `kubectl get -o json` prints)."""
-    import json
-
     from ruamel.yaml import YAML
 
     yaml = YAML(typ="safe", pure=True)
@@ -106,7 +105,7 @@ def summary(plan: Plan, docs: List[Document]) -> str:
             if phase == "prepare":
                 lines.append(f"    kubectl{flag} wait -n {s.target_namespace} vmi --all --for=jsonpath='{{.status.phase}}'=WaitingForSync")
     lines += ["", "## Contents", "", "| phase | cluster | kind | namespace/name |", "|---|---|---|---|"]
-    lines += [f"| {d.item.phase} | {d.item.side} | {d.item.kind} | {d.item.namespace}/{d.item.name} |" for d in docs]
+    lines += [f"| {d.item.phase} | {d.item.side} | {d.item.kind} | {display_name(d.item.namespace, d.item.name)} |" for d in docs]
     refs = [r for v in plan.vms for r in v.secret_refs]
     if refs and s.secrets == "omit":
         lines += ["", "## Secrets the target needs (not copied by this bundle: --secrets omit)", ""]
@@ -123,6 +122,19 @@ def summary(plan: Plan, docs: List[Document]) -> str:
     notes = [f"- {v.vm}: {p}" for v in plan.vms for p in v.prerequisites] + [f"- {v.vm}: {w}" for v in plan.vms for w in v.warnings]
     if notes:
         lines += ["", "## Prerequisites and warnings", ""] + notes
+    policies = [d for d in docs if d.item.kind == "MigrationPolicy"]
+    if policies:
+        lines += ["", "## Migration tuning", "",
+                  "Each MigrationPolicy below carries this migration's own settings (cluster-scoped, on the target). "
+                  "KubeVirt matches it once, at the hand-off, against the receiving VMI: it selects the labels "
+                  "`dlm.kubevirt-tools.io/migration-id` and `dlm.kubevirt-tools.io/vm` that the receiving VM's "
+                  "template carries, in the target namespace only. A policy with more matching labels would win: "
+                  "`kubectl dlm check` with the same flags says so. What KubeVirt resolved shows in "
+                  "`kubectl dlm status VM` once the migration started. `kubectl dlm migrate`/`apply` delete the policy "
+                  "when the migration ends; `kubectl dlm cleanup` and `cancel` delete it too.", ""]
+        for d in policies:
+            spec = d.item.context["spec"]
+            lines.append(f"- {d.item.vm}: `{d.item.name}`: " + ", ".join(f"{k}: {json.dumps(spec[k])}" for k in sorted(spec)))
     sizing = [f"- {v.vm}: {n}" for v in plan.vms for n in v.notes]
     if sizing:
         lines += ["", "## Disk sizes", ""] + sizing

@@ -14,10 +14,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
-from kubectl_dlm import diagnosis, disks, follow, ids, inventory, kube
+from kubectl_dlm import diagnosis, disks, follow, ids, inventory, kube, tuning
 from kubectl_dlm.errors import Conflict, DlmError
 from kubectl_dlm.model import (
-    COPIED_KINDS, LABEL_MIGRATION_ID, LABEL_VM, MANAGED_BY, MANAGER, Obj, Settings, meta,
+    COPIED_KINDS, LABEL_MIGRATION_ID, LABEL_VM, MANAGED_BY, MANAGER, Obj, Settings, meta, display_name,
 )
 from kubectl_dlm.plan import label_value
 from kubectl_dlm.watcher import Event, Watcher, drain, stop_all
@@ -65,6 +65,7 @@ class Run:
     disks_since: float = 0.0
     disks_noticed: bool = False
     received_at: Optional[float] = None
+    configuration_shown: bool = False  # KubeVirt's resolved migrationConfiguration was reported
 
 
 class Engine:
@@ -89,7 +90,7 @@ class Engine:
             ours = labels.get(MANAGED_BY) == MANAGER and (kind in COPIED_KINDS or labels.get(LABEL_MIGRATION_ID) == run.migration_id)
             if not ours:
                 raise Conflict(
-                    f"{kind} {m.get('namespace')}/{m['name']} already exists on {cluster.describe()} and was not "
+                    f"{kind} {display_name(m.get('namespace'), m['name'])} already exists on {cluster.describe()} and was not "
                     f"created by this migration ({run.migration_id}); nothing was overwritten",
                     "rename or remove it, or run `kubectl dlm cleanup` if an earlier attempt left it behind")
             if kind == "VirtualMachineInstanceMigration":
@@ -97,7 +98,7 @@ class Engine:
         if kind == "DataVolume":
             pvc = kube.get(cluster, "PersistentVolumeClaim", m.get("namespace"), m["name"])
             if pvc is not None and existing is None:
-                raise Conflict(f"PersistentVolumeClaim {m.get('namespace')}/{m['name']} already exists on "
+                raise Conflict(f"PersistentVolumeClaim {display_name(m.get('namespace'), m['name'])} already exists on "
                                f"{cluster.describe()}; the blank DataVolume {m['name']} would adopt it",
                                "remove or rename that claim, or map the claim name with --claim-map")
         return kube.apply(cluster, obj, dry_run=self.dry_run)
@@ -127,7 +128,7 @@ class Engine:
                 continue
             self.apply_owned(cluster, obj, run)
             self.reporter.event(run.vm, f"{'checked' if self.dry_run else 'applied'} {obj['kind']} "
-                                        f"{meta(obj).get('namespace')}/{meta(obj)['name']} on {cluster.context}")
+                                        f"{display_name(meta(obj).get('namespace'), meta(obj)['name'])} on {cluster.context}")
 
     # --- watching ---------------------------------------------------------------------------
 
@@ -270,6 +271,7 @@ class Engine:
             run.last_phases = phases
             run.phase_since = {"at": now}
         self.reporter.update(run, result, now - run.phase_since.get("at", now), self._progress(run, result))
+        self._show_configuration(run)
         source_gone = run.view.source_vmim_seen and run.view.source_vmim is None
         if result.outcome is None and (source_gone or follow.phase(run.view.target_vmim) == "Succeeded"):
             # No outcome although the source migration went away, or the target finished: KubeVirt's
@@ -296,6 +298,17 @@ class Engine:
                          + (f" - likely cause: {found.cause}" if found.cause else ""),
                          (found.fix + "; " if found.fix else "") + f"the migration was left as it is: keep waiting with "
                          f"`kubectl dlm status {run.vm} --watch`, or stop it with `kubectl dlm cancel {run.vm}`")
+
+    def _show_configuration(self, run: Run) -> None:
+        """Once the target's migration controller handed off: the configuration it resolved (the
+        cluster's, with our MigrationPolicy's fields when it chose ours: tuning.py)."""
+        if run.configuration_shown or run.view.target_vmim is None:
+            return
+        policy, config = tuning.resolved(run.view.target_vmi, run.view.target_vmim,
+                                         migration_uid=meta(run.view.target_vmim).get("uid"))
+        if config is not None:
+            run.configuration_shown = True
+            self.reporter.configuration(run.vm, policy, config)
 
     def _evidence(self, run: Run) -> diagnosis.Evidence:
         """Read now what explains a stall: both VMIs (their failure condition, the source's migrationState)
@@ -329,9 +342,9 @@ class Engine:
             self._apply_phase(run, "receive")
         else:
             for obj in run.docs.get("receive", []):
-                later.append(f"{obj['kind']} {meta(obj).get('namespace')}/{meta(obj)['name']} (needs the receiving VMI)")
+                later.append(f"{obj['kind']} {display_name(meta(obj).get('namespace'), meta(obj)['name'])} (needs the receiving VMI)")
                 self.reporter.event(run.vm, f"validated at run time: needs the receiving VMI: {obj['kind']} "
-                                            f"{meta(obj).get('namespace')}/{meta(obj)['name']} on {self.target.context}")
+                                            f"{display_name(meta(obj).get('namespace'), meta(obj)['name'])} on {self.target.context}")
         url = run.connect_url
         if url and run.make_send and _rendered_url(run) != url:
             run.docs["send"] = [run.make_send(url)]
@@ -448,7 +461,24 @@ class Engine:
 
     def _finish(self, run: Run, outcome: str, message: str = "", hint: str = "") -> None:
         run.outcome, run.message, run.hint, run.step = outcome, message, hint, "done"
+        if outcome in (follow.SUCCEEDED, follow.FAILED, follow.CANCELLED) and not self.dry_run:
+            self._drop_policy(run)
         self.reporter.finished(run)
+
+    def _drop_policy(self, run: Run) -> None:
+        """The MigrationPolicy of the tuning flags, once the migration is over: KubeVirt read it at the
+        hand-off (pkg/virt-controller/watch/migration/migration.go:1259 @v1.9.0) and a new attempt gets
+        a new migration ID, so nothing will match it again. On a failure `cleanup` would remove it too."""
+        for obj in run.docs.get("prepare", []):
+            if obj.get("kind") != "MigrationPolicy":
+                continue
+            try:
+                if kube.delete(self.target, "MigrationPolicy", None, meta(obj)["name"]):
+                    self.reporter.event(run.vm, f"deleted MigrationPolicy {meta(obj)['name']} on {self.target.context} "
+                                                "(the migration is over)")
+            except DlmError as exc:
+                self.reporter.notice(f"{run.vm}: could not delete MigrationPolicy {meta(obj)['name']}: {exc.message}; "
+                                     f"`kubectl dlm cleanup {run.vm}` removes it")
 
     def run(self, runs: List[Run]) -> List[Run]:
         """Carry out every run, at most `parallel` at a time; one VM's failure does not stop the others."""

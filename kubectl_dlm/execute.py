@@ -14,7 +14,7 @@ from kubectl_dlm import aftercare, checks, clean, errors, follow, ids, inventory
 from kubectl_dlm.engine import REFUSED, Engine, Run
 from kubectl_dlm.manage import Sides
 from kubectl_dlm.model import (
-    ANN_COPY_OF, LABEL_MIGRATION_ID, MANAGED_BY, MANAGER, PHASE_SIDE, PHASES, Obj, Settings, meta,
+    ANN_COPY_OF, KINDS, LABEL_MIGRATION_ID, MANAGED_BY, MANAGER, PHASE_SIDE, PHASES, Obj, Settings, meta,
 )
 from kubectl_dlm.plan import send_item
 from kubectl_dlm.progress import Reporter
@@ -349,7 +349,11 @@ def apply_bundle(directory: Path, source, target, options: FollowOptions, connec
                                             f"it must carry a migration ID listed in {bundle_mod.INDEX_FILE}")
                 side = PHASE_SIDE[entry["phase"]]
                 want = settings.target_namespace if side == "target" else settings.source_namespace
-                if meta(doc).get("namespace") != want:
+                if not KINDS.get(doc.get("kind"), (0, 0, 0, True))[3]:
+                    want = ""  # cluster-scoped: the MigrationPolicy of the tuning flags (read with namespace "")
+                    if not meta(doc).get("namespace"):
+                        doc["metadata"].pop("namespace", None)
+                if (meta(doc).get("namespace") or "") != want:
                     raise errors.UsageError(
                         f"{path}: {doc.get('kind')} {meta(doc).get('name')} is in namespace {meta(doc).get('namespace')}, "
                         f"but phase {entry['phase']} goes to the {side} namespace {want}",

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Dict, List, Optional
 
 from kubectl_dlm import kube
-from kubectl_dlm.errors import ClusterError, UsageError
+from kubectl_dlm.errors import ClusterError, NotFound, UsageError
 from kubectl_dlm.model import LABEL_MIGRATION_ID, LABEL_VM, MANAGED_BY, MANAGER, Obj, meta
 from kubectl_dlm.plan import label_value
+from kubectl_dlm.tuning import NAMESPACE_NAME_LABEL
 
 FINAL = ("Succeeded", "Failed")
 
@@ -38,6 +39,22 @@ def created_on_target(cluster: kube.Cluster, namespace: str, vm: str) -> Dict[st
     """The objects `cleanup` may remove: target VMIMs, the receiving VM, the blank DataVolumes."""
     return {kind: kube.list_objects(cluster, kind, namespace, selector(vm))
             for kind in ("VirtualMachineInstanceMigration", "VirtualMachine", "DataVolume")}
+
+
+def policies(cluster: kube.Cluster, namespace: str, vm: str, migration_id: Optional[str] = None) -> List[Obj]:
+    """Our MigrationPolicies (cluster-scoped) for `vm` received in `namespace`: by our labels AND by the
+    namespace they select. None of them where the cluster serves no MigrationPolicy at all."""
+    try:
+        found = kube.list_objects(cluster, "MigrationPolicy", None, selector(vm))
+    except NotFound:
+        return []  # no migrations.kubevirt.io API: no policy of ours either
+    except ClusterError as exc:
+        if exc.message.startswith("cannot reach"):
+            raise
+        return []  # not allowed to list them: then this user could not have created one either
+    return [p for p in found
+            if (((p.get("spec") or {}).get("selectors") or {}).get("namespaceSelector") or {}).get(NAMESPACE_NAME_LABEL) == namespace
+            and (migration_id is None or (meta(p).get("labels") or {}).get(LABEL_MIGRATION_ID) == migration_id)]
 
 
 def every_vmim(cluster: kube.Cluster, namespaces: List[str]) -> List[Obj]:

@@ -24,7 +24,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 
 from kubectl_dlm import __version__
 from kubectl_dlm.errors import ClusterError, Conflict, DlmError, NotFound, UsageError
-from kubectl_dlm.model import KINDS, Obj, Source, TargetInfo, meta
+from kubectl_dlm.model import KINDS, Obj, Source, TargetInfo, meta, display_name
 
 FIELD_MANAGER = "kubectl-dlm"
 REQUEST_TIMEOUT = 30
@@ -344,7 +344,7 @@ def apply(cluster: Cluster, obj: Obj, dry_run: bool = False, force: bool = False
     if dry_run:
         query["dryRun"] = "All"
     result = call(cluster, "PATCH", _path(obj["kind"], m.get("namespace"), m["name"]),
-                  f"apply {obj['kind']} {m.get('namespace')}/{m['name']}", query=query, body=obj,
+                  f"apply {obj['kind']} {display_name(m.get('namespace'), m['name'])}", query=query, body=obj,
                   content_type="application/apply-patch+yaml")
     # Some client versions drop the body of a 201 Created; read the object back then.
     return result or get(cluster, obj["kind"], m.get("namespace"), m["name"]) or obj
@@ -572,7 +572,7 @@ def replace(cluster: Cluster, obj: Obj) -> Obj:
     (Sent as application/yaml, of which JSON is a subset: the client passes a str body through as is.)"""
     m = meta(obj)
     return call(cluster, "PUT", _path(obj["kind"], m.get("namespace"), m["name"]),
-                f"update {obj['kind']} {m.get('namespace')}/{m['name']}", body=obj, content_type="application/yaml")
+                f"update {obj['kind']} {display_name(m.get('namespace'), m['name'])}", body=obj, content_type="application/yaml")
 
 
 def access_review(cluster: Cluster, verb: str, resource: str, group: str = "", namespace: str = "",

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
-from kubectl_dlm import errors, follow, inventory, kube
-from kubectl_dlm.model import LABEL_MIGRATION_ID, Obj, meta
+from kubectl_dlm import errors, follow, inventory, kube, tuning
+from kubectl_dlm.model import LABEL_MIGRATION_ID, Obj, meta, display_name
 
 
 @dataclass
@@ -57,6 +57,9 @@ class StatusRow:
     target_vmi_phase: str
     outcome: str
     details: List[str] = field(default_factory=list)
+    # what KubeVirt resolved at the hand-off (status.migrationState of the target VMI): tuning.resolved
+    migration_policy: Optional[str] = None
+    migration_configuration: Optional[Dict[str, Any]] = None
 
 
 def status(sides: Sides, vm: str) -> StatusRow:
@@ -73,8 +76,13 @@ def status(sides: Sides, vm: str) -> StatusRow:
         details.append(f"{side} blocked: {message}" + (f"\n    likely cause: {cause}\n    fix: {fix}" if cause else ""))
     if result.message:
         details.append(result.message + (f"\n    hint: {result.hint}" if result.hint else ""))
+    policy, config = tuning.resolved(view.target_vmi, view.target_vmim,
+                                     migration_uid=meta(view.target_vmim or {}).get("uid"))
+    if config is not None:
+        details.append(f"KubeVirt applies {tuning.describe(policy, config)}")
     return StatusRow(vm, migration_id, result.source_phase, result.target_phase,
-                     follow.phase(view.target_vmi) or "-", result.outcome or "in progress", details)
+                     follow.phase(view.target_vmi) or "-", result.outcome or "in progress", details,
+                     migration_policy=policy, migration_configuration=config)
 
 
 @dataclass
@@ -88,13 +96,17 @@ class CancelReport:
 def cancel(sides: Sides, vm: str, timeout: float = 120) -> CancelReport:
     """Delete our non-final VMIMs on both clusters (KubeVirt does not propagate a cancel across
     clusters), then wait until KubeVirt has let go of them (its finalizers are gone)."""
-    doomed = []
+    doomed, doomed_policies = [], []
     for cluster, ns in ((sides.target, sides.target_namespace), (sides.source, sides.source_namespace)):
         for vmim in inventory.vmims(cluster, ns, vm):
             if follow.phase(vmim) not in inventory.FINAL:
                 doomed.append((cluster, ns, meta(vmim)["name"]))
     for cluster, ns, name in doomed:
         kube.delete(cluster, "VirtualMachineInstanceMigration", ns, name)
+    # The tuning of a cancelled migration has nothing left to tune (KubeVirt reads it at the hand-off only).
+    for policy in inventory.policies(sides.target, sides.target_namespace, vm):
+        if kube.delete(sides.target, "MigrationPolicy", None, meta(policy)["name"]):
+            doomed_policies.append(f"{sides.target.context}/MigrationPolicy {meta(policy)['name']}")
     deadline = time.monotonic() + timeout
     for cluster, ns, name in doomed:
         while kube.get(cluster, "VirtualMachineInstanceMigration", ns, name) is not None:
@@ -105,7 +117,7 @@ def cancel(sides: Sides, vm: str, timeout: float = 120) -> CancelReport:
             time.sleep(0.5)
     src_vmi = kube.get(sides.source, "VirtualMachineInstance", sides.source_namespace, vm)
     tgt_vmi = kube.get(sides.target, "VirtualMachineInstance", sides.target_namespace, vm)
-    return CancelReport(vm, [f"{c.context}/{ns}/{n}" for c, ns, n in doomed],
+    return CancelReport(vm, [f"{c.context}/{ns}/{n}" for c, ns, n in doomed] + doomed_policies,
                         follow.phase(src_vmi) or "gone", follow.phase(tgt_vmi) or "gone")
 
 
@@ -116,6 +128,12 @@ class CleanupPlan:
     refusal: Optional[str] = None
     source_objects: List[Obj] = field(default_factory=list)  # our source VMIMs of failed or orphaned attempts
     notes: List[str] = field(default_factory=list)
+    # Our MigrationPolicies (--bandwidth ...): one-shot, so removable even after a success
+    policies: List[Obj] = field(default_factory=list)
+    succeeded: bool = False
+
+
+SUCCEEDED_REFUSAL = "the migration succeeded: the target VM is now the running VM"
 
 
 def plan_cleanup(sides: Sides, vm: str) -> CleanupPlan:
@@ -124,7 +142,7 @@ def plan_cleanup(sides: Sides, vm: str) -> CleanupPlan:
     refusal = None
     if any(follow.phase(v) == "Succeeded" for v in vmims) or any(
             (o.get("spec") or {}).get("runStrategy") not in (None, "WaitAsReceiver") for o in found["VirtualMachine"]):
-        refusal = "the migration succeeded: the target VM is now the running VM"
+        refusal = SUCCEEDED_REFUSAL
     elif any(follow.phase(v) not in inventory.FINAL for v in vmims):
         refusal = "a migration is still running; cancel it first with `kubectl dlm cancel`"
     # The PVC behind each blank DataVolume is owned by it; remove it explicitly rather than rely on
@@ -136,7 +154,8 @@ def plan_cleanup(sides: Sides, vm: str) -> CleanupPlan:
         if any(o.get("kind") == "DataVolume" and o.get("uid") == meta(dv).get("uid") for o in owners):
             claims.append({"kind": "PersistentVolumeClaim", **pvc})
     objects = vmims + found["VirtualMachine"] + found["DataVolume"] + claims
-    plan = CleanupPlan(vm, objects, refusal)
+    plan = CleanupPlan(vm, objects, refusal, succeeded=refusal == SUCCEEDED_REFUSAL)
+    plan.policies = inventory.policies(sides.target, sides.target_namespace, vm)
     if refusal is None:
         _plan_source_side(sides, vm, vmims, plan)
     return plan
@@ -184,12 +203,13 @@ def _peer_missing(vmim: Obj) -> bool:
 
 def run_cleanup(sides: Sides, plan: CleanupPlan, dry_run: bool) -> List[str]:
     done = []
-    for cluster, where, objects in ((sides.target, "target", plan.objects), (sides.source, "source", plan.source_objects)):
+    for cluster, side, objects in ((sides.target, "target", plan.objects + plan.policies),
+                                   (sides.source, "source", plan.source_objects)):
         for obj in objects:
             m = meta(obj)
             kind = obj.get("kind") or "VirtualMachineInstanceMigration"
             if kube.delete(cluster, kind, m.get("namespace"), m["name"], dry_run=dry_run):
-                done.append(f"{kind} {m.get('namespace')}/{m['name']} on {cluster.context} ({where})")
+                done.append(f"{kind} {display_name(m.get('namespace'), m['name'])} on {cluster.context} ({side})")
     return done
 
 

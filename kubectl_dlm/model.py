@@ -27,7 +27,7 @@ KINDS: Dict[str, Tuple[str, str, str, bool]] = {
     "Event": ("", "v1", "events", True),
     "Pod": ("", "v1", "pods", True),
     "NetworkAttachmentDefinition": ("k8s.cni.cncf.io", "v1", "network-attachment-definitions", True),
-    "Event": ("", "v1", "events", True),
+    "MigrationPolicy": ("migrations.kubevirt.io", "v1alpha1", "migrationpolicies", False),
 }
 
 # What `render -f` needs from a namespace, as one `kubectl get` (README "Rendering from an export").
@@ -77,7 +77,7 @@ HANDS_OFF: Dict[str, str] = {
     "kustomize.toolkit.fluxcd.io/prune": "disabled",
     "kustomize.toolkit.fluxcd.io/reconcile": "disabled",
 }
-ONE_SHOT_KINDS = ("VirtualMachineInstanceMigration", "VirtualMachine", "DataVolume")
+ONE_SHOT_KINDS = ("VirtualMachineInstanceMigration", "VirtualMachine", "DataVolume", "MigrationPolicy")
 AFTER_DIR = "after-move"
 
 SECRET_MODES = ("include", "omit", "reference")
@@ -93,6 +93,11 @@ def api_version(kind: str) -> str:
 
 def meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     return obj.get("metadata") or {}
+
+
+def display_name(namespace: Optional[str], name: str) -> str:
+    """`namespace/name`, or the bare name of a cluster-scoped object (the MigrationPolicy)."""
+    return f"{namespace}/{name}" if namespace else name
 
 
 @dataclass
@@ -145,6 +150,18 @@ class StorageMapping:
 
 
 @dataclass(frozen=True)
+class Tuning:
+    """Per-migration settings (--bandwidth, ...), carried out as a MigrationPolicy (tuning.py).
+    None: not given, the cluster's configuration applies."""
+
+    bandwidth: Optional[str] = None  # a quantity per second; "0" = no limit
+    allow_post_copy: Optional[bool] = None
+    completion_timeout_per_gib: Optional[int] = None  # seconds
+    allow_auto_converge: Optional[bool] = None
+    max_downtime_ms: Optional[int] = None
+
+
+@dataclass(frozen=True)
 class Settings:
     source_namespace: str
     target_namespace: str
@@ -157,6 +174,7 @@ class Settings:
     connect_url: Optional[str] = None
     secrets: str = "include"
     fs_overhead: Optional[float] = None  # --fs-overhead; None: the target CDIConfig's, else CDI_DEFAULT_OVERHEAD
+    tuning: Optional[Tuning] = None  # None: no MigrationPolicy of ours
 
 
 @dataclass(frozen=True)

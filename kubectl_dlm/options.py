@@ -62,6 +62,22 @@ mapping_options = _compose(
                  help="Secret data in the bundle: include (stdout default), reference or omit (--output-dir default: reference)."),
 )
 
+# Per-migration tuning, carried out as a MigrationPolicy on the target (tuning.py). The booleans
+# have a --no- form: a cluster that allows post-copy may be told not to for one migration.
+tuning_options = _compose(
+    click.option("--bandwidth", metavar="QUANTITY",
+                 help="This migration's bandwidth per second, a Kubernetes quantity (64Mi; 0: no limit)."),
+    click.option("--allow-post-copy/--no-allow-post-copy", default=None,
+                 help="Switch to post-copy when the completion timeout is reached (default: the cluster's)."),
+    click.option("--completion-timeout-per-gib", type=int, metavar="SECONDS",
+                 help="Seconds per GiB of data the migration may take (KubeVirt's default: 150)."),
+    click.option("--allow-auto-converge/--no-allow-auto-converge", default=None,
+                 help="Let KubeVirt throttle the guest's CPUs so the migration converges (default: the cluster's)."),
+    click.option("--max-downtime", metavar="DURATION",
+                 help="Longest pause at switch-over, e.g. 300ms or 2s (KubeVirt's default: 900ms; needs the "
+                      "target's MigrationStallDetection feature gate)."),
+)
+
 
 def parse_pairs(values: Iterable[str], flag: str) -> Dict[str, str]:
     pairs: Dict[str, str] = {}

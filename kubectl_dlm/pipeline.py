@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from kubectl_dlm import load, options
+from kubectl_dlm import load, options, tuning
 from kubectl_dlm import names as naming
 from kubectl_dlm.errors import NotFound, UsageError
 from kubectl_dlm.model import Plan, Settings, Source, StorageMapping, TargetInfo, meta
@@ -42,6 +42,15 @@ class Request:
     secrets: str = "include"
     fs_overhead: Optional[float] = None
     template_dir: Optional[Path] = None
+    bandwidth: Optional[str] = None
+    allow_post_copy: Optional[bool] = None
+    completion_timeout_per_gib: Optional[int] = None
+    allow_auto_converge: Optional[bool] = None
+    max_downtime: Optional[str] = None
+
+    def tuning(self):
+        return tuning.parse(self.bandwidth, self.allow_post_copy, self.completion_timeout_per_gib,
+                            self.allow_auto_converge, self.max_downtime)
 
     @classmethod
     def from_flags(cls, flags: Dict[str, Any], **overrides: Any) -> "Request":
@@ -79,6 +88,7 @@ def validate(request: Request) -> None:
     naming.check("--to-namespace", request.to_namespace, naming.dns_label_problem, "namespace name (RFC 1123 label)")
     naming.check("--migration-id", request.migration_id, naming.migration_id_problem, "migration ID")
     naming.check_vm_names(request.vms)
+    request.tuning()
     storage, networks, claims = options.load_mapping_file(request.mapping_file)
     for src, dst in options.parse_pairs(request.storage_class_map, "--storage-class-map").items():
         naming.check("", dst, naming.dns_subdomain_problem, "storage class name", f"--storage-class-map {src}={dst}")
@@ -176,6 +186,7 @@ def make_settings(request: Request, namespace: str, source_cluster, target_clust
         connect_url=options.check_connect_url(request.connect_url),
         secrets=request.secrets,
         fs_overhead=request.fs_overhead,
+        tuning=request.tuning(),
     )
 
 

@@ -10,7 +10,7 @@ import copy
 import hashlib
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
-from kubectl_dlm import clean, quantity
+from kubectl_dlm import clean, quantity, tuning
 from kubectl_dlm.errors import NotFound, Refused, UsageError
 from kubectl_dlm.model import (
     ANN_PHASE,
@@ -25,6 +25,7 @@ from kubectl_dlm.model import (
     ANN_SOURCE_CLUSTER,
     LABEL_MIGRATION_ID,
     LABEL_VM,
+    KINDS,
     MANAGED_BY,
     MANAGER,
     PHASE_SIDE,
@@ -94,6 +95,8 @@ def plan_vm(source: Source, name: str, settings: Settings, target: TargetInfo, b
     disks = [plan_datavolume(source, vm, claim, ctx, target) for claim in refs.claims]
     out.items.extend(disks)
     out.notes.extend(d.context["storage"]["sizing"] for d in disks if d.context["storage"]["sizing"])
+    if settings.tuning is not None:
+        out.items.append(plan_policy(ctx))
     target_vm = plan_target_vm(vm, vmi, ctx, refs, {d.name: d.context["storage"] for d in disks})
     out.items.append(target_vm)
     out.after.append(plan_after_vm(vm, target_vm))
@@ -118,6 +121,16 @@ def plan_vm(source: Source, name: str, settings: Settings, target: TargetInfo, b
     return out
 
 
+def plan_policy(ctx: "_Ctx") -> Item:
+    """The MigrationPolicy of --bandwidth and friends: on the target (where KubeVirt matches it, at
+    the hand-off: tuning.py), selecting the receiving VMI by the labels plan_target_vm gives its template."""
+    settings = ctx.settings
+    return ctx.item("prepare", "MigrationPolicy", tuning.policy_name(ctx.migration_id), "migrationpolicy.yaml.j2",
+                    ctx.source_ref(settings.source_namespace, ctx.vm),
+                    {"selectors": tuning.selectors(ctx.migration_id, label_value(ctx.vm), settings.target_namespace),
+                     "spec": tuning.spec_fields(settings.tuning)})
+
+
 def send_item(settings: Settings, vm: str, migration_id: str, connect_url: str) -> Item:
     """The source VMIM; `migrate` builds it late when the sync address is only known from the target VMIM."""
     ctx = _Ctx(settings, vm, migration_id)
@@ -139,6 +152,8 @@ class _Ctx:
              labels: Optional[Mapping[str, str]] = None, annotations: Optional[Mapping[str, str]] = None) -> Item:
         side = PHASE_SIDE[phase]
         namespace = self.settings.target_namespace if side == "target" else self.settings.source_namespace
+        if not KINDS[kind][3]:
+            namespace = ""  # cluster-scoped (the MigrationPolicy)
         all_labels = dict(labels or {})
         all_labels.update({MANAGED_BY: MANAGER, LABEL_MIGRATION_ID: self.migration_id, LABEL_VM: label_value(self.vm)})
         all_annotations = dict(annotations or {})
@@ -263,6 +278,7 @@ def plan_target_vm(vm: Obj, vmi: Optional[Obj], ctx: _Ctx, refs: References,
             spec[key]["revisionName"] = matcher[2]
     template = spec.setdefault("template", {})
     template["metadata"] = clean.template_metadata(template.get("metadata") or {})
+    _label_template(template["metadata"], ctx)
     if not template["metadata"]:
         del template["metadata"]
     tspec = template.setdefault("spec", {})
@@ -290,6 +306,31 @@ def plan_target_vm(vm: Obj, vmi: Optional[Obj], ctx: _Ctx, refs: References,
                     {"spec": spec}, labels=clean.labels(vm), annotations=annotations)
 
 
+def _label_template(metadata: Dict[str, Any], ctx: _Ctx) -> None:
+    """Our selector labels on the VMI template: those of this migration when it is tuned (the policy
+    selects the VMI by them), never those an earlier move left on the VM we move (a move back)."""
+    labels = {k: v for k, v in (metadata.get("labels") or {}).items() if k not in (LABEL_MIGRATION_ID, LABEL_VM)}
+    if ctx.settings.tuning is not None:
+        labels.update(tuning.vmi_labels(ctx.migration_id, label_value(ctx.vm)))
+    if labels:
+        metadata["labels"] = labels
+    else:
+        metadata.pop("labels", None)
+
+
+def _without_our_template_labels(spec: Mapping[str, Any]) -> Dict[str, Any]:
+    spec = copy.deepcopy(dict(spec))
+    labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels")
+    if labels:
+        for key in (LABEL_MIGRATION_ID, LABEL_VM):
+            labels.pop(key, None)
+        if not labels:
+            del spec["template"]["metadata"]["labels"]
+        if not spec["template"]["metadata"]:
+            del spec["template"]["metadata"]
+    return spec
+
+
 def plan_after_vm(vm: Obj, target_vm: Item) -> Item:
     """The target VM as the application's repository declares it once the move is done: the run
     strategy KubeVirt restores from the annotation (vm.go:1149-1166), the receiving VM's spec, the
@@ -298,7 +339,7 @@ def plan_after_vm(vm: Obj, target_vm: Item) -> Item:
     annotations = {k: v for k, v in clean.annotations(vm).items() if HANDS_OFF.get(k) != v}
     labels = {k: v for k, v in clean.labels(vm).items() if not (k == MANAGED_BY and v == MANAGER)}
     context = {"name": target_vm.name, "namespace": target_vm.namespace, "labels": labels, "annotations": annotations,
-               "spec": target_vm.context["spec"], "run_strategy": restore_run_strategy(vm)}
+               "spec": _without_our_template_labels(target_vm.context["spec"]), "run_strategy": restore_run_strategy(vm)}
     return Item(side="target", phase="after", kind="VirtualMachine", namespace=target_vm.namespace,
                 name=target_vm.name, template="virtualmachine-after.yaml.j2", context=context, vm=target_vm.vm)
 

@@ -9,7 +9,7 @@ import time
 from datetime import datetime, timezone
 from typing import IO, Any, Dict, List, Optional
 
-from kubectl_dlm import convergence, follow
+from kubectl_dlm import convergence, follow, tuning
 
 
 def human_bytes(n: float) -> str:
@@ -122,6 +122,13 @@ class Reporter:
                         "blocked": [{"side": s, "message": m} for s, m in result.blocked], "progress": progress or {}})
         else:
             self._print(f"{run.vm}: {line}")
+
+    def configuration(self, vm: str, policy: Optional[str], config: Dict[str, Any]) -> None:
+        """Once per migration: what KubeVirt resolved for it (the cluster's settings and the policy's)."""
+        if self.mode == "json":
+            self._emit({"vm": vm, "event": "configuration", "migrationPolicy": policy, "migrationConfiguration": config})
+        else:
+            self._print(f"{vm}: KubeVirt applies {tuning.describe(policy, config)}")
 
     def _judge(self, vm: str, progress: Dict[str, float]) -> None:
         """Say once, when it changes, whether the migration converges (convergence.py)."""

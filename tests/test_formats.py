@@ -114,7 +114,8 @@ def test_status_json_and_yaml_keep_the_keys_status_always_printed():
 
     data = json.loads(status_view.format_rows(_status_rows(), "json"))
     assert data[1] == {"details": [], "migration_id": "m-2", "outcome": "succeeded", "source_phase": "Succeeded",
-                       "target_phase": "Succeeded", "target_vmi_phase": "Running", "vm": "web"}
+                       "target_phase": "Succeeded", "target_vmi_phase": "Running", "vm": "web",
+                       "migration_configuration": None, "migration_policy": None}
     assert YAML(typ="safe").load(status_view.format_rows(_status_rows(), "yaml")) == data
 
 

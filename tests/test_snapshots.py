@@ -64,6 +64,8 @@ CASES = {
     "no-connect-url": ["-f", fixture("pvc-volumes"), "--to-namespace", "prod-b"],
     "phase-receive": ["-f", fixture("pvc-volumes"), *TARGET_ARGS, "--phase", "receive"],
     "side-source": ["-f", fixture("pvc-volumes"), *TARGET_ARGS, "--side", "source"],
+    "tuning": ["-f", fixture("pvc-volumes"), *TARGET_ARGS, "--bandwidth", "64Mi", "--allow-post-copy",
+               "--no-allow-auto-converge", "--completion-timeout-per-gib", "300", "--max-downtime", "2s"],
 }
 
 

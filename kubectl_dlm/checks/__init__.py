@@ -26,6 +26,7 @@ from kubectl_dlm.checks.cluster_rules import (check_access, check_dlm_enabled, c
 from kubectl_dlm.checks.facts import FAIL, PASS, STATUSES, UNKNOWN, WARN, Access, Check, ClusterFacts, Facts, Report
 from kubectl_dlm.checks.gather import gather, required_access
 from kubectl_dlm.checks.table import format_report, format_table
+from kubectl_dlm.checks.tuning_rules import check_policy_choice, check_tuning_cluster
 from kubectl_dlm.checks.vm_rules import (check_migratable_conditions, check_networks, check_other_migrations,
                                          check_persistent_state, check_running, check_storage_classes, check_vm,
                                          check_volumes)
@@ -86,6 +87,7 @@ def evaluate(facts: Facts, now: dt.datetime) -> List[Check]:
         rows.append(check_access(facts.clusters[role], f"{role} namespace "
                                  f"{s.source_namespace if role == 'source' else s.target_namespace} on {facts.clusters[role].label}"))
     rows.append(check_target_namespace(facts))
+    rows.extend(check_tuning_cluster(facts))
     for name in facts.names:
         rows.extend(check_vm(facts, name))
     if "*" in facts.vm_plans:

@@ -112,6 +112,10 @@ class Facts:
     plan: Optional[Plan] = None
     vm_plans: Dict[str, Any] = field(default_factory=dict)  # vm -> VMPlan or the DlmError that refused it
     required: Dict[str, List[Access]] = field(default_factory=dict)  # side -> what the migration does there (rbac)
+    target_namespace_labels: Optional[Dict[str, str]] = None  # the target Namespace's labels (policy matching)
+    policies: Optional[List[Obj]] = None  # the target's MigrationPolicies (only read with the tuning flags)
+    policies_error: str = ""
+    policies_served: Optional[bool] = None  # False: the target serves no migrationpolicies (no such CRD)
 
 
 def qualify(network: str, namespace: str) -> str:

@@ -123,6 +123,10 @@ def _gather_target(facts: Facts, cluster: Any, refs: Dict[str, Optional[Referenc
         facts.lookup_errors["StorageClass"] = classes_error
     namespace, facts.namespace_error = _attempt(kube.get, cluster, "Namespace", None, tns)
     facts.namespace_exists = None if facts.namespace_error else namespace is not None
+    if namespace is not None:
+        facts.target_namespace_labels = dict(meta(namespace).get("labels") or {})
+    if settings.tuning is not None:
+        _gather_policies(facts, cluster)
 
     # Names the bundle creates, and the objects it copies: one LIST per kind (Secrets: GET by name).
     kinds = set(COLLISION_KINDS)
@@ -174,6 +178,23 @@ def _gather_target(facts: Facts, cluster: Any, refs: Dict[str, Optional[Referenc
         facts.target_machines = machines
 
 
+def _gather_policies(facts: Facts, cluster: Any) -> None:
+    """The target's MigrationPolicies: is the API served at all, and which policy KubeVirt will choose."""
+    from kubectl_dlm import kube
+    from kubectl_dlm.errors import NotFound
+
+    try:
+        facts.policies, facts.policies_served = kube.list_objects(cluster, "MigrationPolicy"), True
+    except NotFound as exc:  # 404 on the list: the CRD is not installed
+        facts.policies_served, facts.policies_error = False, exc.message
+    except ClusterError as exc:
+        if exc.message.startswith("cannot reach"):
+            raise
+        facts.policies_error = exc.message
+    except DlmError as exc:
+        facts.policies_error = exc.message
+
+
 def _gather_nodes(facts: Facts, source: Source, names: List[str], source_cluster: Any, target_cluster: Any) -> None:
     """The target's Nodes and each source VMI's node, for the placement row (placement_rules)."""
     from kubectl_dlm import kube
@@ -202,6 +223,8 @@ MACHINES = "check's MAC address and firmware UUID row against every VM of the ta
 TAKEN_IDS = "migration IDs taken in other namespaces (without it: those of the VM's namespaces only)"
 RETIRE_DELETE = "retire --delete-vm / --delete-disks (deleting the old copy)"
 CDI_OVERHEAD = "CDI's filesystem overhead when sizing the target disks (without it: CDI's default)"
+POLICIES = ("cleanup and cancel finding a MigrationPolicy of the tuning flags (--bandwidth ...) to remove "
+            "(without it: they look for none)")
 
 
 def required_access(facts: Facts, refs: Dict[str, Optional[References]]) -> Dict[str, List[Access]]:
@@ -267,6 +290,10 @@ def required_access(facts: Facts, refs: Dict[str, Optional[References]]) -> Dict
         for kind, name in sorted({(m[0].lower(), m[1]) for m in matchers if m[0].lower() in CLUSTER_KINDS}):
             for accesses in (source, target):  # check: does the cluster-wide one exist on both sides?
                 accesses.append(Access("get", CLUSTER_KINDS[kind].rsplit("/", 1)[1], it, "", name))
+    if s.tuning is not None:  # the MigrationPolicy (cluster-scoped): apply, read back, which policy wins, removal
+        target += [Access(verb, "migrationpolicies", "migrations.kubevirt.io") for verb in ("get", "list", "patch", "delete")]
+    else:  # cleanup/cancel look for one an earlier, tuned attempt left (inventory.policies)
+        target.append(Access("list", "migrationpolicies", "migrations.kubevirt.io", optional=POLICIES))
     if not facts.same_cluster:  # the CA exchange (trust, and migrate re-posts it)
         for role, accesses in (("source", source), ("target", target)):
             accesses += [Access("get", "configmaps", "", kvns[role], trust.CA_CONFIGMAP),

@@ -14,6 +14,7 @@ from kubectl_dlm.checks.facts import FAIL, PASS, UNKNOWN, WARN, Check, Facts, qu
 from kubectl_dlm.errors import DlmError
 from kubectl_dlm.checks import kubevirt_fixes
 from kubectl_dlm.checks.placement_rules import check_placement
+from kubectl_dlm.checks.tuning_rules import check_policy_choice
 from kubectl_dlm.model import LABEL_MIGRATION_ID, MANAGED_BY, MANAGER, Obj, Source, meta
 from kubectl_dlm.refs import References, references, template_spec
 
@@ -49,6 +50,9 @@ def check_vm(facts: Facts, name: str) -> List[Check]:
     rows.append(check_referenced(facts, refs, scope))
     rows.append(check_copies(facts, refs, migration_id, scope))
     rows.append(check_bundle(vm_plan, scope))
+    choice = check_policy_choice(facts, vm_plan, scope)
+    if choice is not None:
+        rows.append(choice)
     return rows
 
 

@@ -6,7 +6,7 @@ import click
 
 from kubectl_dlm import errors
 from kubectl_dlm.formats import output_option
-from kubectl_dlm.options import mapping_options, selection_options, source_options, target_options
+from kubectl_dlm.options import mapping_options, tuning_options, selection_options, source_options, target_options
 
 EXAMPLES = """
 \b
@@ -16,6 +16,9 @@ Examples:
 \b
   # Several VMs, with the storage class mapping the migration will use:
   kubectl dlm check -l app=db -n prod --to-context east --storage-class-map local=ceph-rbd
+\b
+  # With the tuning flags the migration will use: does KubeVirt choose our MigrationPolicy?
+  kubectl dlm check my-vm -n prod --to-context east --bandwidth 64Mi --max-downtime 300ms
 \b
   # For automation: one JSON document; exit code 3 when a check failed:
   kubectl dlm check my-vm -n prod --to-namespace prod-b -o json | jq '.checks[] | select(.status=="fail")'
@@ -35,6 +38,7 @@ Exit codes: 0 nothing failed, 3 a check failed, 4 VM not found, 6 a cluster is u
 @source_options
 @target_options
 @mapping_options
+@tuning_options
 @output_option("one row per check, the fix below each row that needs one")
 def check(output, **flags) -> int:
     """Check that the VMs can be migrated, before anything is created.

@@ -20,18 +20,22 @@ def cleanup(vms, kubeconfig, context, namespace, to_context, to_kubeconfig, to_n
     failed one, or one whose target failed or is gone: KubeVirt never ends those).
 
     Only objects labelled as created by kubectl-dlm for this VM; never the source VM or its data.
-    Copied Secrets and ConfigMaps stay (other VMs may use them).
+    Copied Secrets and ConfigMaps stay (other VMs may use them). The MigrationPolicy of the tuning
+    flags (--bandwidth ...) is removed too, also after a success (it is read at the hand-off only).
     """
     from kubectl_dlm import errors, manage
 
     sides = manage.connect(kubeconfig, context, namespace, to_context, to_kubeconfig, to_namespace, vms)
     for vm in vms:
         plan = manage.plan_cleanup(sides, vm)
-        if plan.refusal and not force:
+        if plan.refusal and not force and plan.succeeded and plan.policies:
+            # the migration is over: its MigrationPolicy has nothing left to tune; the rest is the running VM
+            plan = manage.CleanupPlan(vm, [], policies=plan.policies)
+        elif plan.refusal and not force:
             raise errors.Refused(f"will not clean up {vm}: {plan.refusal}", "pass --force if you are sure")
         for note in plan.notes:
             click.echo(f"{vm}: {note}")
-        if not plan.objects and not plan.source_objects:
+        if not plan.objects and not plan.source_objects and not plan.policies:
             click.echo(f"{vm}: nothing to clean up on {sides.target.context}/{sides.target_namespace}")
             continue
         done = manage.run_cleanup(sides, plan, dry_run)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from kubectl_dlm.commands.follow_options import follow_options
-from kubectl_dlm.options import mapping_options, parallel_option, selection_options, source_options, target_options
+from kubectl_dlm.options import mapping_options, tuning_options, parallel_option, selection_options, source_options, target_options
 
 EXAMPLES = """
 \b
@@ -18,6 +18,9 @@ Examples:
 \b
   # As many at once as the clusters' own migration limits let run:
   kubectl dlm migrate -l app=web -n prod --to-context east --parallel auto
+\b
+  # Tune this migration only (KubeVirt applies it through a MigrationPolicy for this VM alone):
+  kubectl dlm migrate my-vm -n prod --to-context east --bandwidth 256Mi --completion-timeout-per-gib 300
 \b
   # Let the API servers validate everything, change nothing:
   kubectl dlm migrate my-vm -n prod --to-context east --dry-run=server
@@ -39,6 +42,7 @@ way, see --replace-retired), 10 failed, 11 timed out, 12 cancelled, 13 moved but
 @source_options
 @target_options
 @mapping_options
+@tuning_options
 @follow_options
 @parallel_option
 @click.option("--dry-run", type=click.Choice(("server",)), default=None,

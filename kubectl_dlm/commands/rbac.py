@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from kubectl_dlm.options import mapping_options, selection_options, source_options, target_options
+from kubectl_dlm.options import mapping_options, tuning_options, selection_options, source_options, target_options
 
 EXAMPLES = """
 \b
@@ -27,6 +27,7 @@ never drift: a Role per namespace, a ClusterRole for what is cluster-wide, and t
 @source_options
 @target_options
 @mapping_options
+@tuning_options
 @click.option("--user", metavar="NAME", default="", help="Grant to this user.")
 @click.option("--group", metavar="NAME", default="", help="Grant to this group.")
 @click.option("--serviceaccount", metavar="NAMESPACE:NAME", default="", help="Grant to this service account.")

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from kubectl_dlm import errors
-from kubectl_dlm.options import mapping_options, selection_options, source_options, target_options
+from kubectl_dlm.options import mapping_options, tuning_options, selection_options, source_options, target_options
 
 PHASE_CHOICES = ("prepare", "receive", "send")
 
@@ -32,6 +32,9 @@ Examples:
   # Several VMs, mapping storage classes:
   kubectl dlm render -l app=db -n prod --to-context east --storage-class-map local=ceph-rbd
 \b
+  # This migration only: 64 MiB/s and post-copy (a MigrationPolicy in the bundle, on the target):
+  kubectl dlm render my-vm -n prod --to-context east --bandwidth 64Mi --allow-post-copy --output-dir migration/my-vm
+\b
   # The built-in example, no cluster needed:
   kubectl dlm render --example
 """
@@ -44,6 +47,7 @@ Examples:
 @source_options
 @target_options
 @mapping_options
+@tuning_options
 @click.option("--phase", "phases", multiple=True, type=click.Choice(PHASE_CHOICES),
               help="Only this phase: prepare (target), receive (target), send (source). Repeatable; default all.")
 @click.option("--side", type=click.Choice(("source", "target", "all")), default="all", show_default=True,
