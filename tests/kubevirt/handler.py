@@ -1,0 +1,704 @@
+"""virt-handler, played on the KubeVirt tier: what KubeVirt v1.9.0's pkg/virt-handler writes to a
+VMI, for a VM that starts on a node and for both ends of a decentralized live migration. The real
+virt-controller and synchronization-controller do everything else; nothing here writes a VMIM, a
+VM, a Pod or a field virt-handler does not write.
+
+virt-handler runs three controllers per node, each a loop over the VMIs of its node (cited as
+HV = pkg/virt-handler/vm.go, HT = migration-target.go, HS = migration-source.go, HC = controller.go):
+the VM controller starts and stops domains and reports the phase, the target controller prepares the
+receiving side and acknowledges a finished migration, the source controller starts the transfer once
+the target's address arrived (through the real sync controllers) and reports how it ended. Here one
+`Handler` per cluster polls the VMIs every POLL seconds and runs those three, for each of the
+cluster's Nodes, writing as service account kubevirt-handler with the node in its identity (virt-api's
+node restriction judges each write: vmi-update-admitter.go:62-97). Like virt-handler it writes with
+Update (PUT of the whole VMI, HT:495-523, HS:371-381, HV:1129-1138) and retries on a conflict.
+
+What cannot run (libvirt, QEMU, virt-launcher) is played by `Network`, shared by both clusters: a
+domain per VMI and node, its KubeVirt migration metadata (pkg/virt-launcher/virtwrap/
+live-migration-source.go initializeMigrationMetadata:348-372, setMigrationResult:396-431), and the
+transfer from a source domain to the listener a target node advertised (its Node InternalIP, the
+migration address virt-handler publishes, HT:407-424). A transfer takes `transfer_seconds`; a test can
+make the next transfers fail, as libvirt reports a broken one.
+
+Not played: a guest agent, hotplug, dedicated CPUs, the migration proxy's TLS, metrics, post-copy.
+"""
+from __future__ import annotations
+
+import copy
+import itertools
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from tests.harness.apiserver import ApiError
+
+POLL = 0.2
+VMIS = "/apis/kubevirt.io/v1/virtualmachineinstances"
+NODE_NAME_LABEL = "kubevirt.io/nodeName"                             # types.go NodeNameLabel
+TARGET_NODE_LABEL = "kubevirt.io/migrationTargetNodeName"            # types.go MigrationTargetNodeNameLabel
+CREATE_MIGRATION_TARGET = "kubevirt.io/create-migration-target"     # types.go CreateMigrationTarget
+HOST_MODEL_LABEL = "host-model-cpu.node.kubevirt.io/"               # node-labeller prepareLabels
+DIRECT_PORT, BLOCK_PORT = 49152, 49153                              # migration-proxy.go:42-43
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse(ts: str) -> float:
+    return datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+
+
+# ---- the played libvirt/QEMU/virt-launcher ----
+
+@dataclass
+class Domain:
+    """What virt-handler's domain informer sees of a libvirt domain (virtwrap/api: Status, Reason,
+    Spec.Metadata.KubeVirt.{UID, Migration})."""
+    uid: str                      # the VMI's UID (on a migration target: the target VMI's, l-m-source.go:1079-1083)
+    status: str = "Running"       # api.Running | Paused | Shutoff
+    reason: str = ""              # api.ReasonPausedMigration "Migration", ReasonMigrated "Migrated", ...
+    migration: dict | None = None  # api.MigrationMetadata: uid, startTimestamp, endTimestamp, failed, ...
+
+    def alive(self) -> bool:      # HS:621-626, HV:1461-1464
+        return self.status not in ("Shutoff", "Crashed", "")
+
+    def active_on_target(self) -> bool:   # HT:191-205
+        return self.status == "Running" or (self.status == "Paused" and self.reason == "User")
+
+
+@dataclass(eq=False)
+class Listener:
+    """A target node's migration proxy for one VMI (HT:750-773 handleTargetMigrationProxy)."""
+    handler: "Handler"
+    node: str
+    key: tuple                   # (node, namespace, name)
+    ports: dict                  # host port (str) -> port in the launcher, as TargetDirectMigrationNodePorts
+
+
+@dataclass(eq=False)
+class Transfer:
+    """One libvirt migration job, source domain -> target listener."""
+    source: "Handler"
+    source_key: tuple
+    target: Listener | None
+    deadline: float
+    fail: str | None = None
+    aborted: bool = False
+
+
+@dataclass
+class Network:
+    """The data plane between all nodes of both clusters; the one lock serialises the handlers."""
+    transfer_seconds: float = 1.0
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    listeners: dict = field(default_factory=dict)    # "address:port" -> Listener
+    transfers: list = field(default_factory=list)
+    exited: dict = field(default_factory=dict)       # VMI UID -> exit code of its virt-launcher
+    _fail_next: list = field(default_factory=list)
+    _ports: itertools.count = field(default_factory=lambda: itertools.count(37100))
+
+    def launcher_exit(self, pod: dict) -> int | None:
+        """The exit code of a launcher pod's compute container, once virt-launcher exited: it exits 0
+        when its qemu is gone (cmd/virt-launcher/virt-launcher.go:536-560), as after the source's
+        domain migrated away. For the played kubelet, which reports the pod Succeeded then."""
+        return self.exited.get((pod["metadata"].get("labels") or {}).get("kubevirt.io/created-by"))
+
+    def fail_next_transfer(self, reason: str) -> None:
+        """The next transfer to start breaks halfway with this libvirt error (the source's
+        launcher reports it, setMigrationResult(true, reason): l-m-source.go:396-431)."""
+        self._fail_next.append(reason)
+
+    def listen(self, handler: "Handler", node: str, key: tuple, address: str, block: bool) -> dict:
+        # GetMigrationPortsList: the direct port, and the block port for a block migration (migration-proxy.go:111-117)
+        inner = [DIRECT_PORT] + ([BLOCK_PORT] if block else [])
+        ports = {str(next(self._ports)): p for p in inner}
+        listener = Listener(handler, node, key, ports)
+        for p in ports:
+            self.listeners[f"{address}:{p}"] = listener
+        return ports
+
+    def listener_ports(self, key: tuple) -> dict:
+        for listener in self.listeners.values():
+            if listener.key == key:
+                return listener.ports
+        return {}
+
+    def stop_listener(self, key: tuple) -> None:
+        for addr in [a for a, lst in self.listeners.items() if lst.key == key]:
+            del self.listeners[addr]
+
+    def start(self, source: "Handler", key: tuple, address: str, ports: dict) -> None:
+        """virt-launcher's migrate (l-m-source.go:1389-1423): libvirt dials the target's ports; the
+        incoming domain appears paused on the target (reason Migration) carrying the source's
+        KubeVirt metadata in its XML, its UID replaced by the target VMI's (l-m-source.go:1079-1083)."""
+        targets = {self.listeners.get(f"{address}:{p}") for p in ports}
+        target = targets.pop() if len(targets) == 1 else None
+        fail = self._fail_next.pop(0) if self._fail_next else None
+        if target is None:
+            fail = f"unable to connect to server at '{address}': Connection refused"
+            deadline = time.monotonic()
+        else:
+            deadline = time.monotonic() + self.transfer_seconds
+            if fail:
+                deadline = time.monotonic() + self.transfer_seconds / 2
+            src = source.domains[key]
+            vmi_uid = target.handler.vmi_uid(target.key)
+            target.handler.domains[target.key] = Domain(vmi_uid or "", "Paused", "Migration",
+                                                         copy.deepcopy(src.migration))
+        self.transfers.append(Transfer(source, key, target, deadline, fail))
+
+    def abort(self, source: "Handler", key: tuple) -> bool:
+        """virDomainAbortJob on the source's migration job (l-m-source.go:978-1021)."""
+        for t in self.transfers:
+            if t.source is source and t.source_key == key:
+                t.aborted = True
+                t.deadline = time.monotonic()
+                return True
+        return False
+
+    def advance(self) -> None:
+        """Finish the transfers whose time is up, as libvirt and both launchers report the end."""
+        due = [t for t in self.transfers if time.monotonic() >= t.deadline]
+        for t in due:
+            self.transfers.remove(t)
+            src = t.source.domains.get(t.source_key)
+            tgt = t.target.handler.domains.get(t.target.key) if t.target else None
+            if src is None or src.migration is None:
+                continue
+            if t.aborted or t.fail:
+                # libvirt's "canceled by client" becomes this reason (setMigrationResult, l-m-source.go:406-408);
+                # the abort itself succeeded (asyncMigrationAbort, l-m-source.go:1005-1006).
+                src.migration.update(failed=True, endTimestamp=now(),
+                                     failureReason="Live migration has been aborted" if t.aborted else t.fail)
+                if t.aborted:
+                    src.migration["abortStatus"] = "Succeeded"
+                # libvirt destroys the incoming domain of a failed migration; the target's
+                # TargetMigrationMonitor never starts (l-m-target.go:341-406: only after a resume).
+                if tgt is not None:
+                    del t.target.handler.domains[t.target.key]
+            else:
+                # Success: the source domain is shut off with reason Migrated, the target resumed, and
+                # its TargetMigrationMonitor sets EndTimestamp (l-m-target.go:408-420 setEndTimestamp).
+                src.migration["endTimestamp"] = now()
+                src.status, src.reason = "Shutoff", "Migrated"
+                self.exited[src.uid] = 0
+                if tgt is not None:
+                    tgt.status, tgt.reason = "Running", "Migrated"
+                    tgt.migration = dict(tgt.migration or {}, endTimestamp=now())
+
+
+# ---- virt-handler ----
+
+running: list["Handler"] = []   # for the report of a failed test (tests/kubevirt/conftest.py)
+
+
+class Handler:
+    """The virt-handlers of one cluster's Nodes (see the module docstring)."""
+
+    def __init__(self, install, network: Network):
+        self.install = install
+        self.cluster = install.cluster
+        self.network = network
+        self.domains: dict[tuple, Domain] = {}     # (node, namespace, name) -> Domain
+        self._vmi_uids: dict[tuple, str] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.errors: list[str] = []
+        self.writes = 0
+
+    # -- running --
+
+    def start(self) -> "Handler":
+        running.append(self)
+        self._thread = threading.Thread(target=self._loop, name=f"virt-handler-{self.cluster.name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self in running:
+            running.remove(self)
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception as e:   # the loop must survive a server hiccup; the test sees the logged error
+                self.errors.append(f"{type(e).__name__}: {e}")
+            self._stop.wait(POLL)
+
+    def describe(self) -> str:
+        """For a failed test's report: the domains and the last errors of the loop."""
+        lines = [f"{k}: {d}" for k, d in sorted(self.domains.items())]
+        return "\n".join(lines + [f"{self.writes} VMI updates; last errors:"] + self.errors[-10:])
+
+    def vmi_uid(self, key: tuple) -> str | None:
+        return self._vmi_uids.get(key[1:])
+
+    def tick(self) -> None:
+        vmis = self.cluster.request("GET", VMIS)["items"]
+        nodes = {n["metadata"]["name"]: n for n in self.cluster.request("GET", "/api/v1/nodes")["items"]}
+        pods = self.cluster.request("GET", "/api/v1/pods?labelSelector=kubevirt.io%3Dvirt-launcher")["items"]
+        with self.network.lock:
+            self._vmi_uids = {(v["metadata"]["namespace"], v["metadata"]["name"]): v["metadata"]["uid"] for v in vmis}
+            for vmi in vmis:
+                for name, node in nodes.items():
+                    self._node(name, node, vmi, pods)
+            # HV:1474-1486: a domain whose VMI is gone is shut down and removed.
+            for key in [k for k in self.domains if k[1:] not in self._vmi_uids]:
+                del self.domains[key]
+            self.network.advance()
+
+    def _node(self, name: str, node: dict, vmi: dict, pods: list) -> None:
+        for controller in (self._target, self._source, self._vm):
+            try:
+                vmi = controller(name, node, vmi, pods) or vmi
+            except ApiError as e:
+                if e.status != 409:    # a conflict: the controller runs again on the next poll
+                    raise
+
+    # -- helpers --
+
+    def _update(self, node: str, old: dict, vmi: dict) -> dict | None:
+        """Update the VMI if its status or labels changed (HT:495-523; HS:371-381; HV:1129-1138)."""
+        if old.get("status") == vmi.get("status") and old["metadata"].get("labels") == vmi["metadata"].get("labels") \
+                and old["metadata"].get("annotations") == vmi["metadata"].get("annotations"):
+            return None
+        ns, name = vmi["metadata"]["namespace"], vmi["metadata"]["name"]
+        self.writes += 1
+        return self.install.request_as("kubevirt-handler", node=node)(
+            "PUT", f"/apis/kubevirt.io/v1/namespaces/{ns}/virtualmachineinstances/{name}", vmi)
+
+    @staticmethod
+    def _address(node: dict) -> str:
+        """The migration IP virt-handler advertises (its node's address; HT:407-424)."""
+        return next((a["address"] for a in node.get("status", {}).get("addresses", []) if a["type"] == "InternalIP"),
+                    "")
+
+    @staticmethod
+    def _launcher_ready(vmi: dict, node: str, pods: list) -> bool:
+        """The launcher's command server answers (HC:416-430 checkLauncherClient): its pod runs on this node."""
+        uid = vmi["metadata"]["uid"]
+        return any(p["metadata"].get("labels", {}).get("kubevirt.io/created-by") == uid
+                   and p["spec"].get("nodeName") == node and p.get("status", {}).get("phase") == "Running"
+                   and not p["metadata"].get("deletionTimestamp") for p in pods)
+
+    # -- pkg/virt-handler/migration-target.go --
+
+    def _target(self, node: str, node_obj: dict, vmi: dict, pods: list) -> dict | None:
+        """MigrationTargetController.execute (HT:658-721) and sync (HT:586-646)."""
+        meta, status = vmi["metadata"], vmi.get("status", {})
+        key = (node, meta["namespace"], meta["name"])
+        if status.get("phase") in ("Succeeded", "Failed") or meta.get("deletionTimestamp"):
+            self.network.stop_listener(key)            # HT:667-675 best-effort cleanup
+            return None
+        domain = self.domains.get(key)
+        if domain is not None and domain.uid != meta["uid"]:
+            del self.domains[key]                        # HT:690-696 stale domain
+            return None
+        ms = status.get("migrationState")
+        if domain is not None and not domain.alive():   # HT:698-708
+            if not abort_in_progress(ms) and not (decentralized(vmi) and ms is not None and is_done(ms)):
+                return None
+        if ms is None or meta.get("labels", {}).get(TARGET_NODE_LABEL) != node:   # HT:710-718, 648-651
+            return None
+        old, vmi = vmi, copy.deepcopy(vmi)
+        ms = vmi["status"]["migrationState"]
+        self._target_abort(vmi, ms, domain)                                          # HT:592
+        if ms.get("endTimestamp") and (ms.get("completed") or ms.get("failed")):     # HT:597-600
+            return self._final_cleanup(node, key, old, vmi, ms)
+        if needs_finalization(ms) and not (domain and domain.active_on_target()):   # HT:614-618
+            ms["failed"] = ms["completed"] = True
+        self._prepare_target(node, node_obj, key, vmi, ms, pods)                     # HT:620 processVMI
+        self._target_status(node_obj, key, vmi, ms, domain)                          # HT:628 updateStatus
+        return self._update(node, old, vmi)
+
+    def _target_abort(self, vmi: dict, ms: dict, domain: Domain | None) -> None:
+        """HT:248-287 handleDecentralizedMigrationAbort: once the source's end arrived (through the
+        sync controller), the target records the abort."""
+        if not decentralized(vmi) or not ms.get("abortRequested") or is_done(ms):
+            return
+        if domain is not None and domain.active_on_target():
+            return
+        if not ms.get("endTimestamp"):
+            return   # HT:265-273: wait for the source's EndTimestamp
+        ms["failed"] = ms["completed"] = True
+        ms.setdefault("abortStatus", "Succeeded")
+        ms.setdefault("failureReason", "Live migration has been aborted")
+
+    def _prepare_target(self, node: str, node_obj: dict, key: tuple, vmi: dict, ms: dict, pods: list) -> None:
+        """HT:867-997 processVMI."""
+        if needs_finalization(ms):
+            # HT:1216-1255 finalizeMigration: the migrated-volumes bookkeeping goes (HT:1210-1214), completed
+            conditions = vmi["status"].get("conditions") or []
+            vmi["status"]["conditions"] = [c for c in conditions if c["type"] != "VolumesChange"]
+            vmi["status"].pop("migratedVolumes", None)
+            ms["completed"] = True
+            return
+        if self.network.listener_ports(key):                               # HT:888-893 already prepared
+            return
+        if is_migration_target(vmi) and (ms.get("sourceState") is None or not vmi["status"].get("migrationTransport")):
+            return                                                          # HT:905-918 wait for the sync
+        if vmi["status"].get("phase") == "WaitingForSync":
+            ms.pop("startTimestamp", None)                                  # HT:925-928
+        elif not self._launcher_ready(vmi, node, pods):
+            return                                                          # HT:929-933 checkLauncherClient
+        if is_migrating(ms):
+            return                                                          # HT:935-940
+        # syncVolumes, setupNetwork, SyncMigrationTarget (the launcher prepares), then the proxy (HT:991)
+        self.network.listen(self, node, key, self._address(node_obj), block=is_block_migration(vmi))
+
+    def _target_status(self, node_obj: dict, key: tuple, vmi: dict, ms: dict, domain: Domain | None) -> None:
+        """HT:324-440 updateStatus."""
+        if ms.get("failed"):
+            return                                                           # HT:325-328
+        # HT:330-333 setDecentralizedMigrationProgressStatus: only for metadata of this VMIM's UID;
+        # the domain carries the source's (its UID is the source migration's), so it changes nothing.
+        if domain is not None and not ms.get("targetNodeDomainDetected"):   # HT:337-350
+            ms["targetNodeDomainDetected"] = True
+            if ms.get("targetState") is not None:
+                ms["targetState"]["domainDetected"] = True
+        if domain is not None and domain.active_on_target() and not ms.get("targetNodeDomainReadyTimestamp"):
+            t = now()                                                        # HT:352-365
+            ms["targetNodeDomainReadyTimestamp"] = t
+            if ms.get("targetState") is not None:
+                ms["targetState"]["domainReadyTimestamp"] = t
+            vmi["status"]["conditions"] = [c for c in vmi["status"].get("conditions") or []
+                                           if c["type"] != "MigrationRequired"]
+        end = (domain.migration or {}).get("endTimestamp") if domain is not None else None
+        if end:                                                              # HT:368-390
+            if domain.active_on_target():
+                self._ack_completion(key[0], vmi, ms, domain)
+            else:
+                ms["endTimestamp"] = end
+                if not ms.get("startTimestamp") and (domain.migration or {}).get("startTimestamp"):
+                    ms["startTimestamp"] = domain.migration["startTimestamp"]
+                ms["failed"] = ms["completed"] = True
+        if is_migrating(ms) and not abort_in_progress(ms):
+            return                                                           # HT:392-395
+        ports = self.network.listener_ports(key)
+        if not ports:
+            return                                                           # HT:397-403
+        address = self._address(node_obj)
+        if ms.get("targetNodeAddress") != address:                          # HT:405-425 advertise the target
+            ms["targetNodeAddress"] = address
+            ms["targetDirectMigrationNodePorts"] = dict(ports)
+            if ms.get("targetState") is not None:
+                ms["targetState"]["nodeAddress"] = address
+                ms["targetState"]["directMigrationNodePorts"] = dict(ports)
+
+    @staticmethod
+    def _ack_completion(node: str, vmi: dict, ms: dict, domain: Domain) -> None:
+        """HT:289-317 ackMigrationCompletion: the VMI now lives on this node."""
+        if not ms.get("startTimestamp") and domain.migration.get("startTimestamp"):
+            ms["startTimestamp"] = domain.migration["startTimestamp"]
+        ms["endTimestamp"] = domain.migration["endTimestamp"]
+        vmi["metadata"].setdefault("labels", {})[NODE_NAME_LABEL] = node
+        (vmi["metadata"].get("annotations") or {}).pop("kubevirt.io/eviction-source", None)
+        vmi["metadata"]["labels"].pop("kubevirt.io/outdatedLauncherImage", None)
+        st = vmi["status"]
+        st["launcherContainerImageVersion"] = ""
+        st["nodeName"] = node
+        st["evacuationNodeName"] = ""
+        st["migrationTransport"] = "Unix"
+        if ms.get("targetMemoryOverhead"):
+            st.setdefault("memory", {})["memoryOverhead"] = ms["targetMemoryOverhead"]
+        for k in ("launcherContainerImageVersion", "evacuationNodeName"):   # omitempty strings
+            if not st[k]:
+                del st[k]
+
+    def _final_cleanup(self, node: str, key: tuple, old: dict, vmi: dict, ms: dict) -> dict | None:
+        """HT:525-584 finalCleanup: a failed target drops its domain; the VMI leaves this node's
+        informer (label removed) and, after success only, stops being a migration target."""
+        self.network.stop_listener(key)
+        if ms.get("failed"):
+            self.domains.pop(key, None)                                      # HT:557-560
+        vmi["metadata"].get("labels", {}).pop(TARGET_NODE_LABEL, None)       # HT:579
+        if not ms.get("failed"):
+            (vmi["metadata"].get("annotations") or {}).pop(CREATE_MIGRATION_TARGET, None)   # HT:580-582
+        return self._update(node, old, vmi)
+
+    # -- pkg/virt-handler/migration-source.go --
+
+    def _source(self, node: str, node_obj: dict, vmi: dict, pods: list) -> dict | None:
+        """MigrationSourceController.execute (HS:400-448) and sync (HS:341-398)."""
+        meta, status = vmi["metadata"], vmi.get("status", {})
+        key = (node, meta["namespace"], meta["name"])
+        if (decentralized(vmi) and status.get("phase") == "Succeeded") or meta.get("deletionTimestamp") \
+                or (not decentralized(vmi) and status.get("phase") in ("Succeeded", "Failed")):
+            return None                                                      # HS:406-414
+        domain = self.domains.get(key)
+        if domain is not None and domain.uid != meta["uid"]:
+            return None                                                      # HS:425-428
+        ms = status.get("migrationState")
+        if ms is None or is_done(ms):
+            return None                                                      # HS:430-439
+        if not (decentralized(vmi) and ms.get("sourceNode") == node and is_migration_source(vmi)):
+            return None                                                      # HS:450-459 isMigrationSource
+        old, vmi = vmi, copy.deepcopy(vmi)
+        ms = vmi["status"]["migrationState"]
+        if domain is not None and domain.alive():                           # HS:621-633 processVMI
+            self._migrate(node, key, vmi, ms, domain, pods)
+        self._source_status(vmi, ms, domain)
+        return self._update(node, old, vmi)
+
+    def _migrate(self, node: str, key: tuple, vmi: dict, ms: dict, domain: Domain, pods: list) -> None:
+        """HS:487-615 migrateVMI."""
+        if not self._launcher_ready(vmi, node, pods):
+            return
+        if ms.get("abortRequested"):                                         # HS:498-501, 672-692
+            handled = ("InProgress", "Succeeded")
+            if ms.get("abortStatus") in handled or (domain.migration or {}).get("abortStatus") in handled:
+                return
+            m = domain.migration
+            # the launcher's cancelMigration (l-m-source.go:374-394): ignored unless migrating
+            if m and m.get("startTimestamp") and not m.get("endTimestamp") and not m.get("failed"):
+                m["abortStatus"] = "InProgress"
+                self.network.abort(self, key)
+            return
+        if migration_in_progress(vmi, domain):                               # HS:503-507
+            return
+        if ms.get("targetDirectMigrationNodePorts") is None:                 # HS:470-472, 509-512
+            return
+        # the launcher's startMigration -> initializeMigrationMetadata (l-m-source.go:328-372): the
+        # metadata UID is the source migration's (MigrationUID, l-m-source.go:935-943); one shot per UID.
+        uid = (ms.get("sourceState") or {}).get("migrationUID") or ms.get("migrationUid")
+        if domain.migration and domain.migration.get("uid") == uid:
+            return
+        domain.migration = {"uid": uid, "startTimestamp": now(), "mode": "PreCopy"}
+        self.network.start(self, key, ms["targetNodeAddress"], ms["targetDirectMigrationNodePorts"])
+
+    @staticmethod
+    def _source_status(vmi: dict, ms: dict, domain: Domain | None) -> None:
+        """HS:220-286 updateStatus, with setMigrationProgressStatus (HS:191-218)."""
+        m = domain.migration if domain is not None else None
+        if m and m.get("uid") == ms.get("migrationUid"):
+            if m.get("startTimestamp"):
+                ms["startTimestamp"] = m["startTimestamp"]
+            if m.get("failed"):
+                ms["failed"] = True
+                ms["completed"] = True                                       # HS:209-215
+                ms["endTimestamp"] = m.get("endTimestamp")
+                for f in ("abortStatus", "failureReason"):
+                    if m.get(f):
+                        ms[f] = m[f]
+                    else:
+                        ms.pop(f, None)
+            else:
+                ms.pop("failed", None)                                       # Failed = metadata.Failed (HS:207), omitempty
+            ms["mode"] = m.get("mode")
+        detected, left = target_detected_ready_domain(ms)
+        if not ms.get("targetNode"):                                         # HS:246-257
+            vmi["status"]["phase"] = "Failed"
+            ms["completed"] = ms["failed"] = True
+            ms.setdefault("endTimestamp", now())
+        elif not detected and left <= 0:                                     # HS:258-268
+            vmi["status"]["phase"] = "Failed"
+            ms["completed"] = ms["failed"] = True
+            ms.setdefault("endTimestamp", now())
+        if vmi["status"].get("phase") == "Failed" and decentralized(vmi):    # HS:271-276
+            ms["completed"] = ms["failed"] = True
+        if detected and decentralized(vmi) and ms.get("completed"):          # HS:278-283
+            vmi["status"]["phase"] = "Succeeded"
+
+    # -- pkg/virt-handler/vm.go --
+
+    def _vm(self, node: str, node_obj: dict, vmi: dict, pods: list) -> dict | None:
+        """VirtualMachineController.execute (HV:321-455) and sync (HV:1433-1601)."""
+        meta, status = vmi["metadata"], vmi.get("status", {})
+        key = (node, meta["namespace"], meta["name"])
+        domain = self.domains.get(key)
+        if domain is not None and domain.uid != meta["uid"]:
+            return None                                                      # HV:371-393 stale domain
+        if domain is not None and (domain.status, domain.reason) == ("Shutoff", "Migrated"):
+            del self.domains[key]                                            # HV:395-399 deleteVM
+            return None
+        if not meta.get("deletionTimestamp") and migration_in_progress(vmi, domain):
+            return None                                                      # HV:409-412
+        owned = meta.get("labels", {}).get(NODE_NAME_LABEL) == node or status.get("nodeName") == node
+        if not owned or is_migration_source(vmi):
+            return None                                                      # HV:414-422
+        final = status.get("phase") in ("Succeeded", "Failed")
+        if meta.get("deletionTimestamp") or final:
+            self.domains.pop(key, None)                                      # HV:1488-1501 shutdown, delete
+            return None
+        if domain is None:
+            if status.get("phase") != "Scheduled" or not self._launcher_ready(vmi, node, pods):
+                return None
+            # handleStartingVMI + syncVirtualMachine (HV:2043-2143): the launcher defines and starts it
+            domain = self.domains[key] = Domain(meta["uid"])
+        old, vmi = vmi, copy.deepcopy(vmi)
+        st = vmi["status"]
+        # HV:2319-2390 calculateVmPhaseForStatusReason: a running domain is a Running VMI
+        if domain.status == "Running":
+            st["phase"] = "Running"
+        # HV:1063-1068 updateVMIStatusFromDomain -> updateSELinuxContext (HV:1033-1049): "none" on a
+        # node without SELinux. The migration controller copies it into sourceState and will not
+        # create a target pod without it (pkg/virt-controller/watch/migration/migration.go:858-868).
+        st["selinuxContext"] = "none"
+        self._conditions(node_obj, vmi)                                      # HV:1084-1095, 747-783
+        set_phase_transition(vmi, old)                                       # HV:1124
+        return self._update(node, old, vmi)
+
+    @staticmethod
+    def _conditions(node_obj: dict, vmi: dict) -> None:
+        """updateLiveMigrationConditions (HV:747-783): LiveMigratable and StorageLiveMigratable, and
+        the migration method (a block migration when a disk is not shared, HV:1849-1925)."""
+        st = vmi["status"]
+        cpu = vmi["spec"]["domain"].get("cpu") or {}
+        labels = node_obj["metadata"].get("labels") or {}
+        problem = None
+        if cpu.get("model") == "host-model" and not any(k.startswith(HOST_MODEL_LABEL) for k in labels):
+            # HV:2441-2450 isHostModelMigratable (hostCpuModel comes from node-labeller)
+            problem = ("CPUModeLiveMigratable",
+                       f"the node \"{st.get('nodeName', '')}\" does not allow migration with host-model")
+        live = {"type": "LiveMigratable", "status": "True", "lastProbeTime": None, "lastTransitionTime": None}
+        storage = {"type": "StorageLiveMigratable", "status": "True", "lastProbeTime": None, "lastTransitionTime": None}
+        if problem:
+            live = dict(live, status="False", reason=problem[0], message=problem[1])
+            storage = dict(storage, status="False", reason="NotMigratable", message=problem[1])
+        keep = [c for c in st.get("conditions") or [] if c["type"] not in ("LiveMigratable", "StorageLiveMigratable")]
+        before = {c["type"]: c for c in st.get("conditions") or []}
+        st["conditions"] = keep + [before.get(c["type"]) if _same(before.get(c["type"]), c) else c
+                                   for c in (live, storage)]
+        st["migrationMethod"] = "BlockMigration" if is_block_migration(vmi, from_spec=True) else "LiveMigration"
+
+
+def _same(a: dict | None, b: dict) -> bool:
+    return a is not None and all(a.get(k) == b.get(k) for k in ("status", "reason", "message"))
+
+
+# ---- KubeVirt's predicates on a VMI (staging/src/kubevirt.io/api/core/v1/types.go) ----
+
+def decentralized(vmi: dict) -> bool:
+    """IsDecentralizedMigration (types.go:676-681): exactly one side's syncAddress is set."""
+    ms = vmi.get("status", {}).get("migrationState") or {}
+    src = bool((ms.get("sourceState") or {}).get("syncAddress"))
+    tgt = bool((ms.get("targetState") or {}).get("syncAddress"))
+    return src != tgt
+
+
+def is_migration_source(vmi: dict) -> bool:
+    """IsMigrationSource (types.go:616-619)."""
+    ts = (vmi.get("status", {}).get("migrationState") or {}).get("targetState") or {}
+    return ts.get("syncAddress") is not None and ts.get("nodeAddress") is not None
+
+
+def is_migration_target(vmi: dict) -> bool:
+    """IsMigrationTarget (types.go:621-623)."""
+    return (vmi["metadata"].get("annotations") or {}).get(CREATE_MIGRATION_TARGET) == "true"
+
+
+def is_done(ms: dict | None) -> bool:
+    """isMigrationDone (HS:617-619)."""
+    return ms is None or (bool(ms.get("endTimestamp")) and bool(ms.get("completed") or ms.get("failed")))
+
+
+def abort_in_progress(ms: dict | None) -> bool:
+    """HT:319-322."""
+    return ms is not None and bool(ms.get("abortRequested")) and not is_done(ms)
+
+
+def needs_finalization(ms: dict | None) -> bool:
+    """migrationNeedsFinalization (HT:723-729)."""
+    return ms is not None and bool(ms.get("startTimestamp")) and bool(ms.get("endTimestamp")) \
+        and not ms.get("completed") and not ms.get("failed")
+
+
+def is_migrating(ms: dict | None) -> bool:
+    """migrations.IsMigrating (pkg/util/migrations/migrations.go:75-97)."""
+    if not ms or not ms.get("startTimestamp"):
+        return False
+    t = time.time()
+    running = t >= _parse(ms["startTimestamp"])
+    if ms.get("endTimestamp") and t >= _parse(ms["endTimestamp"]):
+        running = False
+    return running
+
+
+def migration_in_progress(vmi: dict, domain: Domain | None) -> bool:
+    """isMigrationInProgress (HC:376-406)."""
+    ms = vmi.get("status", {}).get("migrationState") or {}
+    if ms.get("startTimestamp") and not ms.get("endTimestamp"):
+        return True
+    if domain is not None:
+        m = domain.migration or {}
+        if m.get("startTimestamp") and not m.get("endTimestamp"):
+            return True
+        if domain.status == "Paused" and domain.reason in ("Migration", "StartingUp", "PostcopyMigration"):
+            return True
+    if is_migration_target(vmi):
+        return not ms.get("completed")
+    return False
+
+
+def is_block_migration(vmi: dict, from_spec: bool = False) -> bool:
+    """IsBlockMigration (types.go:546-549); from_spec: checkVolumesForMigration's verdict (HV:1849-1925):
+    a containerDisk (any volume that is not a shared PVC, a filesystem or read-only) makes it one."""
+    st = vmi.get("status", {})
+    if not from_spec:
+        return st.get("migrationMethod") == "BlockMigration" or bool(st.get("migratedVolumes"))
+    if st.get("migratedVolumes"):
+        return True
+    shared = {v["name"] for v in st.get("volumeStatus") or []
+              if "ReadWriteMany" in ((v.get("persistentVolumeClaimInfo") or {}).get("accessModes") or [])}
+    for v in vmi["spec"].get("volumes") or []:
+        if "persistentVolumeClaim" in v or "dataVolume" in v:
+            if v["name"] not in shared:
+                return True
+        elif "containerDisk" in v or "emptyDisk" in v or "ephemeral" in v:
+            return True
+    return False
+
+
+def target_detected_ready_domain(ms: dict) -> tuple[bool, float]:
+    """hasTargetDetectedReadyDomain (HS:146-185): the target saw the running domain (through the
+    sync controller); without it, 60 s after the end the source gives up."""
+    if not ms.get("endTimestamp"):
+        return False, 60
+    ts = ms.get("targetState") or {}
+    if ts.get("domainDetected") and ts.get("domainReadyTimestamp"):
+        return True, 0
+    return False, 60 - (time.time() - _parse(ms["endTimestamp"]))
+
+
+def set_phase_transition(vmi: dict, old: dict | None = None) -> None:
+    """controller.SetVMIPhaseTransitionTimestamp (pkg/controller/controller.go:389-404), which
+    HV:1124 calls after every phase change."""
+    st = vmi["status"]
+    before = (old or {}).get("status", {}).get("phase") if old is not None else None
+    if old is not None and before == st.get("phase"):
+        return
+    stamps = st.setdefault("phaseTransitionTimestamps", [])
+    if st.get("phase") and not any(s.get("phase") == st["phase"] for s in stamps):
+        stamps.append({"phase": st["phase"], "phaseTransitionTimestamp": now()})
+
+
+# ---- one per cluster for the test session (tests/kubevirt/conftest.py `handlers`) ----
+
+NETWORK = Network()
+_handlers: dict[int, Handler] = {}
+
+
+def handler_for(install) -> Handler:
+    """The cluster's played virt-handler, started on first use, with the played kubelet told when a
+    launcher exits (nodes.NodeSide.exits)."""
+    h = _handlers.get(id(install.cluster))
+    if h is None:
+        from tests.kubevirt.nodes import node_side
+        side = node_side(install.cluster)
+        if NETWORK.launcher_exit not in side.exits:
+            side.exits.append(NETWORK.launcher_exit)
+        h = _handlers[id(install.cluster)] = Handler(install, NETWORK).start()
+    return h
+
+
+def stop_all() -> None:
+    for h in _handlers.values():
+        h.stop()
+    _handlers.clear()
+
