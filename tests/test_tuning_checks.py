@@ -113,3 +113,16 @@ def test_reporter_shows_the_resolved_configuration():
     event = json.loads(out.getvalue())
     assert {k: event[k] for k in ("vm", "event", "migrationPolicy", "migrationConfiguration")} == {
         "vm": "db", "event": "configuration", "migrationPolicy": "kubectl-dlm-abc", "migrationConfiguration": CONFIG}
+
+
+def test_the_permission_table_has_the_policy_requests():
+    """With the tuning flags: read back (get), which policy wins (list), apply (patch), remove (delete);
+    without: cleanup/cancel's optional look for a leftover one (tests/e2e/test_rbac_audit.py proves both)."""
+    from kubectl_dlm.checks.gather import required_access
+
+    def policy_rows(facts):
+        return sorted((a.verb, bool(a.optional)) for a in required_access(facts, {})["target"]
+                      if a.resource == "migrationpolicies" and a.group == "migrations.kubevirt.io")
+
+    assert policy_rows(facts_with()) == [("delete", False), ("get", False), ("list", False), ("patch", False)]
+    assert policy_rows(facts_with(tuning=None)) == [("list", True)]

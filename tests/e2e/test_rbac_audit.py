@@ -156,19 +156,22 @@ def test_cross_cluster_move_asks_for_exactly_what_rbac_prints(clusters, namespac
 
 
 def test_same_cluster_move_asks_for_exactly_what_rbac_prints(clusters, namespaces, kubevirt_sim, dlm, tmp_path):
+    """Also with the tuning flags: the bundle's MigrationPolicy (read back, applied, deleted when the
+    move ends) and check's list of the cluster's policies."""
     src, dst = namespaces("source"), namespaces("source")
     vm, secrets = vm_with_secret_and_configmap(clusters.source, src)
     kubevirt_sim.run_vm("source", src, vm, secrets=secrets)
     where = ("--context", "source", "-n", src, "--to-namespace", dst)
-    code, text, err = dlm("rbac", "vm1", *where, "--serviceaccount", "gitops:migrator")
+    tune = ("--bandwidth", "64Mi", "--allow-post-copy")
+    code, text, err = dlm("rbac", "vm1", *where, *tune, "--serviceaccount", "gitops:migrator")
     assert code == errors.OK, err
     rules = {"source": [d for d in YAML(typ="safe").load_all(text) if d]}  # one cluster: one set
     windows = {"source": AuditWindow(clusters.source)}
     target = AuditWindow(clusters.target)
     bundle = tmp_path / "bundle"
-    run(dlm, [(("check", "vm1", *where), errors.OK)])
+    run(dlm, [(("check", "vm1", *where, *tune), errors.OK)])
     cancel_then_clean_up(clusters, kubevirt_sim, dlm, where, ("source", src), ("source", dst))
-    run(dlm, [(("render", "vm1", *where, "--output-dir", str(bundle)), errors.OK),
+    run(dlm, [(("render", "vm1", *where, *tune, "--output-dir", str(bundle)), errors.OK),
               (("apply", "-f", str(bundle), "--context", "source", "--retire-source", *FOLLOW), errors.OK),
               (("status", "vm1", *where), errors.OK),
               (("verify", "vm1", *where), errors.OK),
