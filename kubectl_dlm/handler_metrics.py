@@ -1,7 +1,8 @@
 """Transfer progress straight from the source node's virt-handler, without Prometheus. Pure.
 
-virt-handler publishes a running migration's figures on its metrics port (8443, https; the
-DaemonSet's "metrics" port, pkg/virt-operator/resource/generate/components/daemonsets.go:235-237)
+virt-handler publishes a running migration's figures on its metrics port (the DaemonSet's container
+port named "metrics", 8443, pkg/virt-operator/resource/generate/components/daemonsets.go:233-238;
+https, cmd/virt-handler/virt-handler.go:652-661)
 in the Prometheus text format, one series per migrating VMI with the labels namespace, name and
 node (pkg/monitoring/metrics/virt-handler/migrationdomainstats/migrationstats_collector.go:127-130).
 We read it through the API server's pod proxy (kube.proxy_text) and pick the series of exactly
@@ -17,7 +18,7 @@ from __future__ import annotations
 import re
 from typing import Dict, List, Optional, Tuple
 
-PORT = 8443
+PORT = 8443  # when the pod names no "metrics" port
 PATH = "metrics"
 HANDLER_LABELS = "kubevirt.io=virt-handler"  # the DaemonSet's pod label (daemonsets.go:119)
 FIELDS = {
@@ -65,9 +66,19 @@ def progress(text: str, namespace: str, vmi: str, node: str) -> Optional[Dict[st
     return found or None
 
 
-def handler_pod(pods: List[dict], node: str) -> Optional[str]:
-    """The name of the running virt-handler pod on `node`."""
+def metrics_port(pod: dict) -> int:
+    """The pod's container port named "metrics" (the DaemonSet declares it, daemonsets.go:233-238, as
+    Prometheus' ServiceMonitor finds it by that name); PORT when the pod does not name one."""
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        for port in container.get("ports") or []:
+            if port.get("name") == "metrics" and port.get("containerPort"):
+                return int(port["containerPort"])
+    return PORT
+
+
+def handler_pod(pods: List[dict], node: str) -> Optional[Tuple[str, int]]:
+    """The name and metrics port of the running virt-handler pod on `node`."""
     for pod in sorted(pods, key=lambda p: (p.get("metadata") or {}).get("name") or ""):
         if (pod.get("spec") or {}).get("nodeName") == node and (pod.get("status") or {}).get("phase") == "Running":
-            return pod["metadata"]["name"]
+            return pod["metadata"]["name"], metrics_port(pod)
     return None

@@ -10,7 +10,7 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 METRICS = {
     "processed": "kubevirt_vmi_migration_data_processed_bytes",
@@ -58,7 +58,7 @@ class HandlerMetrics:
         self.cluster, self.notice = cluster, notice
         self.unavailable: Optional[str] = None
         self.kubevirt_namespace: Optional[str] = None
-        self.pods: Dict[str, Optional[str]] = {}  # node -> virt-handler pod
+        self.pods: Dict[str, Optional[Tuple[str, int]]] = {}  # node -> virt-handler pod and its metrics port
 
     def _give_up(self, why: str) -> None:
         self.unavailable = why
@@ -89,9 +89,10 @@ class HandlerMetrics:
             if pod is None:
                 self._give_up(f"no running virt-handler pod on node {node} in namespace {self.kubevirt_namespace}")
                 return None
-            text = kube.proxy_text(self.cluster, self.kubevirt_namespace, pod, handler_metrics.PORT, handler_metrics.PATH)
+            text = kube.proxy_text(self.cluster, self.kubevirt_namespace, pod[0], pod[1], handler_metrics.PATH)
         except DlmError as exc:
+            forbidden = " refused to " in exc.message  # a 403 (kube.api_error), not "connection refused"
             self._give_up(exc.message + (f" (reading virt-handler's metrics needs list on pods and get on pods/proxy in "
-                                         f"namespace {self.kubevirt_namespace})" if "refused" in exc.message else ""))
+                                         f"namespace {self.kubevirt_namespace})" if forbidden else ""))
             return None
         return handler_metrics.progress(text, namespace, vmi, node)

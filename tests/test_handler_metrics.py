@@ -45,8 +45,12 @@ def test_escaped_label_values_and_junk_lines():
 
 
 def test_handler_pod_on_the_node():
+    # the DaemonSet's container ports (daemonsets.go:233-244): metrics 8443, vmstats 8187
+    ports = [{"name": "vmstats", "containerPort": 8187}, {"name": "metrics", "containerPort": 9443}]
     pods = [{"metadata": {"name": "virt-handler-b"}, "spec": {"nodeName": "n2"}, "status": {"phase": "Running"}},
             {"metadata": {"name": "virt-handler-a"}, "spec": {"nodeName": "n1"}, "status": {"phase": "Pending"}},
-            {"metadata": {"name": "virt-handler-c"}, "spec": {"nodeName": "n1"}, "status": {"phase": "Running"}}]
-    assert handler_metrics.handler_pod(pods, "n1") == "virt-handler-c"
+            {"metadata": {"name": "virt-handler-c"}, "spec": {"nodeName": "n1", "containers": [{"ports": ports}]},
+             "status": {"phase": "Running"}}]
+    assert handler_metrics.handler_pod(pods, "n1") == ("virt-handler-c", 9443)
+    assert handler_metrics.handler_pod(pods, "n2") == ("virt-handler-b", 8443)  # no port named metrics
     assert handler_metrics.handler_pod(pods, "n3") is None

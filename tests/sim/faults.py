@@ -10,6 +10,7 @@
     sim.faults.block_sync("target")          # its sync controller is unreachable: refused (or mode="timeout")
     sim.faults.disable_feature_gate("target")   # via KubeVirt spec...disabledFeatureGates (§2.8)
     sim.faults.expire_ca_overlap("source")   # own CA older than its overlap: merged CAs pruned (§5)
+    sim.faults.stop_handler_metrics("source")   # virt-handler's metrics port stops answering (handler_pods.py)
 
 An API server restart is the harness's: clusters.source.restart_apiserver(); the simulator's watches
 retry, resume and relist on 410 by themselves.
@@ -41,6 +42,14 @@ class Faults:
         self._saved_dev_config: dict[str, dict] = {}
         self.disk_faults: dict[tuple[str, str], str] = {}  # (cluster, namespace) -> "hold" | "fail" (cdi.py)
         self._saved_sync_address: dict[str, str] = {}
+
+    # ---- virt-handler's metrics endpoint ----
+
+    def stop_handler_metrics(self, cluster: str) -> None:
+        """virt-handler's pods stay Running but nothing answers on their "metrics" port any more
+        (as while the container restarts after its liveness probe on that port failed,
+        pkg/virt-operator/resource/generate/components/daemonsets.go:272-286 @v1.9.0)."""
+        self.sim.handler_pods.stop_serving(cluster)
 
     # ---- sync controller leader ----
 

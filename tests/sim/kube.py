@@ -49,6 +49,7 @@ PVC = Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True
 CONFIGMAP = Resource("", "v1", "configmaps", "ConfigMap", False)
 SECRET = Resource("", "v1", "secrets", "Secret", False)
 NODE = Resource("", "v1", "nodes", "Node", True)
+POD = Resource("", "v1", "pods", "Pod", True)
 EVENT = Resource("", "v1", "events", "Event", False)
 
 

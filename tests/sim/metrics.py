@@ -7,6 +7,7 @@ is running on the source node; values are computed at scrape time (virt-handler 
 """
 from __future__ import annotations
 
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -48,7 +49,12 @@ def render(transfers) -> str:
 
 
 class MetricsServer:
-    def __init__(self, fabric, cluster_name: str):
+    """One cluster's figures for Prometheus (plain http on loopback); or, with `node`, one node's
+    virt-handler metrics endpoint (handler_pods.py): only the VMIs whose source is that node, as
+    virt-handler collects from its node's VMIs (cmd/virt-handler/virt-handler.go:268,536), over TLS."""
+
+    def __init__(self, fabric, cluster_name: str, node: str | None = None, address: str = "127.0.0.1",
+                 context=None):
         fab = fabric
 
         class Handler(BaseHTTPRequestHandler):
@@ -56,7 +62,8 @@ class MetricsServer:
                 if self.path.split("?")[0] != "/metrics":
                     self.send_error(404)
                     return
-                body = render([t for t in fab.running() if t.src.cluster == cluster_name]).encode()
+                body = render([t for t in fab.running() if t.src.cluster == cluster_name
+                               and node in (None, t.src.node)]).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
                 self.send_header("Content-Length", str(len(body)))
@@ -69,15 +76,24 @@ class MetricsServer:
             def log_message(self, *args):
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        self.httpd = type("Server", (ThreadingHTTPServer,), {"address_family": family})((address, 0), Handler)
+        if context is not None:
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
         self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/metrics"
+        self.port = self.httpd.server_address[1]
+        host = f"[{address}]" if family == socket.AF_INET6 else address
+        self.url = f"{'https' if context else 'http'}://{host}:{self.port}/metrics"
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                       name=f"metrics-{cluster_name}", daemon=True)
+                                       name=f"metrics-{node or cluster_name}", daemon=True)
+        self.stopped = False
 
     def start(self) -> None:
         self.thread.start()
 
     def stop(self) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
         self.httpd.shutdown()
         self.httpd.server_close()

@@ -12,6 +12,7 @@ from .cdi import CDI
 from .cluster import KINDS, SimCluster
 from .faults import Faults
 from .handler import Handler
+from .handler_pods import HandlerPods
 from .metrics import MetricsServer
 from .migration_controller import MigrationController
 from .operator import Operator
@@ -41,6 +42,7 @@ class KubeVirtSim:
         self.errors: list[str] = []
         self._expected: list[str] = []
         self._metrics: dict[str, MetricsServer] = {}
+        self.handler_pods = HandlerPods(self)
         self._lock = threading.Lock()
         self._started = False
 
@@ -65,6 +67,7 @@ class KubeVirtSim:
                 raise RuntimeError(f"kubevirt-sim: the {c.name} caches did not sync within {timeout}s")
             server = self._metrics[c.name] = MetricsServer(self.fabric, c.name)
             server.start()
+        self.handler_pods.start()
         self._started = True
         return self
 
@@ -92,6 +95,7 @@ class KubeVirtSim:
             c.kube.api.close()
         for server in self._metrics.values():
             server.stop()
+        self.handler_pods.stop()
 
     # ---- findings ----
 
