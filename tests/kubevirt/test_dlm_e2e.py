@@ -6,16 +6,23 @@ exit code. A test that also runs on the simulator tier (tests/e2e) says so.
 """
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from kubectl_dlm import cli, errors
 from tests.harness.apiserver import ApiError
+from tests.kubevirt import handler
 from tests.kubevirt.played import wait_for
 from tests.kubevirt.test_live import vm_manifest
 
 # --skip-checks: the synchronization controllers here listen on loopback addresses (one machine),
 # which `check` rightly fails for a real pair of clusters (checks/cluster_rules.py classify_address).
 FOLLOW = ("--sync-timeout", "60", "--timeout", "60", "-o", "plain", "--skip-checks")
+ROOT = Path(__file__).resolve().parents[2]
 KV = "/apis/kubevirt.io/v1/namespaces/{ns}/{kind}"
 
 
@@ -38,16 +45,20 @@ def get(cluster, ns: str, kind: str, name: str = ""):
 
 
 def dump(kubevirt_clusters, ns: str) -> str:
-    """For an assertion message: the launcher pods and VMIs of both clusters in this namespace."""
-    import json
+    """For an assertion message: the pods, VMIMs and VMIs of both clusters in this namespace."""
     lines = []
     for c in kubevirt_clusters:
         for p in c.request("GET", f"/api/v1/namespaces/{ns}/pods")["items"]:
             lines.append(f"{c.name} pod {p['metadata']['name']} node={p['spec'].get('nodeName')} "
-                         f"status={json.dumps(p.get('status', {}))[:600]} nodeSelector={p['spec'].get('nodeSelector')} "
-                         f"affinity={json.dumps(p['spec'].get('affinity'))}")
+                         f"phase={p.get('status', {}).get('phase')} nodeSelector={p['spec'].get('nodeSelector')}")
+        for m in get(c, ns, "virtualmachineinstancemigrations")["items"]:
+            lines.append(f"{c.name} vmim {m['metadata']['name']} {m.get('status', {}).get('phase')} "
+                         f"deleting={bool(m['metadata'].get('deletionTimestamp'))} "
+                         f"finalizers={m['metadata'].get('finalizers')} "
+                         f"conditions={m.get('status', {}).get('conditions')}")
         for v in get(c, ns, "virtualmachineinstances")["items"]:
-            lines.append(f"{c.name} vmi {v['metadata']['name']} {json.dumps(v.get('status', {}))[:1500]}")
+            lines.append(f"{c.name} vmi {v['metadata']['name']} {v['status'].get('phase')} "
+                         f"{json.dumps(v['status'].get('migrationState'))}")
     return "\n" + "\n".join(lines)
 
 
@@ -97,3 +108,85 @@ def test_cross_cluster_move(kubevirt_clusters, kv_namespace, dlm):
     assert code == errors.OK, out + err + dump(kubevirt_clusters, ns)
     assert "vm1: succeeded" in out
     assert_moved(kubevirt_clusters, "source", ns, "target", ns)
+
+
+@pytest.fixture
+def other_namespace(kubevirt_clusters, kv_namespace):
+    """A second fresh namespace on the source cluster (a move within one cluster)."""
+    name = kv_namespace + "-to"
+    c = kubevirt_clusters.by_name("source")
+    c.create_namespace(name)
+    yield name
+    c.delete_namespace(name)
+
+
+def test_same_cluster_namespace_move(kubevirt_clusters, kv_namespace, other_namespace, dlm):
+    """Also on the simulator tier: tests/e2e/test_migrate.py::test_same_cluster_namespace_move. One
+    API server, one synchronization controller serving both ends, two nodes (the receiving pod may
+    not run on the source's node, migration.go:913-935)."""
+    src, dst = kv_namespace, other_namespace
+    start_vm(kubevirt_clusters, src)
+    code, out, err = dlm("migrate", "vm1", "--context", "source", "-n", src, "--to-namespace", dst, *FOLLOW)
+    assert code == errors.OK, out + err + dump(kubevirt_clusters, src) + dump(kubevirt_clusters, dst)
+    assert "vm1: succeeded" in out
+    assert_moved(kubevirt_clusters, "source", src, "source", dst)
+    # run again (say the first run was killed right at the end): nothing to do, still a success
+    code, out, err = dlm("migrate", "vm1", "--context", "source", "-n", src, "--to-namespace", dst, *FOLLOW)
+    assert code == errors.OK, out + err
+    assert f"vm1: succeeded: already migrated to source/{dst}" in out
+
+
+def background(kubevirt_clusters, *args: str) -> subprocess.Popen:
+    """`kubectl dlm ARGS` in its own process, as a user's terminal would run it."""
+    return subprocess.Popen([sys.executable, "-m", "kubectl_dlm", *args, "--kubeconfig",
+                             str(kubevirt_clusters.kubeconfig)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def wait_vmim_phase(cluster, ns: str, phases, timeout: float = 60) -> dict:
+    return wait_for(f"a VMIM in {phases} in {cluster.name}/{ns}", lambda: next(
+        (m for m in get(cluster, ns, "virtualmachineinstancemigrations")["items"]
+         if m.get("status", {}).get("phase") in phases), None), timeout=timeout)
+
+
+@pytest.fixture
+def slow_transfer():
+    """Transfers take 30 s while the test runs (time to act during one)."""
+    before, handler.NETWORK.transfer_seconds = handler.NETWORK.transfer_seconds, 30
+    yield
+    handler.NETWORK.transfer_seconds = before
+
+
+@pytest.mark.parametrize("cross", [False, True], ids=["same-cluster", "cross-cluster"])
+def test_cancel_during_transfer(kubevirt_clusters, kv_namespace, other_namespace, dlm, slow_transfer, cross):
+    """Also on the simulator tier: tests/e2e/test_survive.py::test_cancel_during_transfer. The plugin
+    deletes both VMIMs; the real migration controller sets abortRequested on each VMI
+    (migration.go:1921-1927), the played handler cancels the source's libvirt job (migration-source.go
+    handleMigrationAbort), the source reports the abort and the target records it once the source's
+    end arrived through the sync controller (migration-target.go:248-287)."""
+    src = kv_namespace
+    dst, target, where = ((kv_namespace, "target", ("--to-context", "target")) if cross
+                          else (other_namespace, "source", ("--to-namespace", other_namespace)))
+    s, t = kubevirt_clusters.by_name("source"), kubevirt_clusters.by_name(target)
+    start_vm(kubevirt_clusters, src)
+    proc = background(kubevirt_clusters, "migrate", "vm1", "--context", "source", "-n", src, *where, *FOLLOW)
+    try:
+        wait_vmim_phase(s, src, ("Running",))
+        code, out, err = dlm("cancel", "vm1", "--context", "source", "-n", src, *where)
+        assert code == errors.OK, out + err + dump(kubevirt_clusters, src)
+        assert "deleted" in out
+        migrate_out, _ = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == errors.CANCELLED, migrate_out
+    assert get(s, src, "virtualmachineinstancemigrations")["items"] == []
+    assert get(t, dst, "virtualmachineinstancemigrations")["items"] == []
+    vmi = get(s, src, "virtualmachineinstances", "vm1")
+    assert vmi["status"]["phase"] == "Running"   # the source keeps running
+    ms = vmi["status"]["migrationState"]
+    assert ms["abortStatus"] == "Succeeded" and ms["failed"] is True, ms
+    assert ms["failureReason"] == "Live migration has been aborted"
+    wait_for("the receiving VMI back to WaitingForSync",
+             lambda: get(t, dst, "virtualmachineinstances", "vm1")["status"]["phase"] == "WaitingForSync", 30)
+    code, out, err = dlm("cancel", "vm1", "--context", "source", "-n", src, *where)  # idempotent
+    assert code == errors.OK and "nothing to cancel" in out, out + err
