@@ -202,3 +202,27 @@ def test_status_shows_what_kubevirt_resolved(clusters, namespaces, kubevirt_sim,
     code, out, err = dlm("status", "vm1", "--context", "source", "-n", src, "--to-namespace", dst, "-o", "wide")
     assert ("KubeVirt applies policy kubectl-dlm-x: bandwidth 64Mi/s, post-copy on, workload disruption on, "
             "auto-converge off, completion timeout/GiB 300s, progress timeout 150s") in out
+
+
+def test_cleanup_after_a_success_removes_only_a_leftover_policy(clusters, namespaces, kubevirt_sim, dlm,
+                                                                no_policies_left):
+    """Say `migrate` was killed before it deleted the policy: cleanup removes it and leaves the moved VM."""
+    from kubectl_dlm import kube
+
+    src, dst = namespaces("source"), namespaces("source")
+    start_vm(kubevirt_sim, "source", src)
+    where = ("--context", "source", "-n", src, "--to-namespace", dst)
+    code, out, err = dlm("render", "vm1", *where, "-o", "json", "--phase", "prepare", *TUNE)
+    assert code == errors.OK, out + err
+    [leftover] = [o for o in json.loads(out)["items"] if o["kind"] == "MigrationPolicy"]
+    code, out, err = dlm("migrate", "vm1", *where, *TUNE, *FOLLOW)
+    assert code == errors.OK, out + err
+    assert leftover["metadata"]["name"] not in policies(clusters, "source")
+    kube.apply(kube.connect(str(clusters.kubeconfig), "source"), leftover)
+    code, out, err = dlm("cleanup", "vm1", *where)
+    assert code == errors.OK, out + err
+    assert out.splitlines() == ["vm1: deleted:", f"  MigrationPolicy {leftover['metadata']['name']} on source (target)"]
+    assert leftover["metadata"]["name"] not in policies(clusters, "source")
+    assert kubevirt_sim.get("source", "vmi", dst, "vm1")["status"]["phase"] == "Running"
+    code, out, err = dlm("cleanup", "vm1", *where)  # nothing of ours left but the running VM: refused as before
+    assert code == errors.REFUSED and "the migration succeeded" in err
