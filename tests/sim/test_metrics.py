@@ -4,6 +4,8 @@ from __future__ import annotations
 import re
 import time
 
+import pytest
+
 from .scenario import Migration, trust_each_other
 
 
@@ -45,3 +47,36 @@ def test_metrics_during_a_slow_transfer(kubevirt_sim, namespaces):
     assert time.monotonic() - t0 > 1.0  # the transfer took its time
     assert not samples(sim.scrape(), "kubevirt_vmi_migration_data_processed_bytes")
     assert sim.metrics_url.startswith("http://127.0.0.1:") and sim.metrics_url.endswith("/metrics")
+
+
+def test_each_virt_handler_pod_serves_its_own_node_through_the_pod_proxy(kubevirt_sim, namespaces, clusters):
+    """A Running pod per node, labelled as virt-handler's DaemonSet labels its pods, whose "metrics"
+    port answers through the API server's pod proxy with the series of that node's VMIs only."""
+    sim = kubevirt_sim
+    if not sim.handler_pods.pods:
+        pytest.skip("no virt-handler pods: this machine has no global unicast address for them")
+    sim.faults.transfer_seconds = 3
+    ns = namespaces("source", "target")
+    trust_each_other(sim)
+    m = Migration(sim, ns)
+    m.prepare()
+    pods = clusters.source.request("GET", "/api/v1/namespaces/kubevirt/pods?labelSelector=kubevirt.io%3Dvirt-handler")
+    by_node = {p["spec"]["nodeName"]: p for p in pods["items"]}
+    assert sorted(by_node) == ["source-node01", "source-node02", "source-node03"]
+    assert all(p["status"]["phase"] == "Running" for p in by_node.values())
+
+    def through_proxy(node: str) -> str:
+        pod = by_node[node]
+        port = next(p["containerPort"] for p in pod["spec"]["containers"][0]["ports"] if p["name"] == "metrics")
+        return clusters.source.request(
+            "GET", f"/api/v1/namespaces/kubevirt/pods/https:{pod['metadata']['name']}:{port}/proxy/metrics")
+    m.create_target_vmim()
+    m.create_source_vmim()
+    m.wait_phase("source", "Running")
+    labels = f'name="vm1",namespace="{ns}",node="source-node01"'
+    assert labels in samples(through_proxy("source-node01"), "kubevirt_vmi_migration_data_processed_bytes")
+    for other in ("source-node02", "source-node03"):
+        text = through_proxy(other)
+        assert "# TYPE kubevirt_vmi_migration_data_processed_bytes gauge" in text
+        assert not samples(text, "kubevirt_vmi_migration_data_processed_bytes")
+    m.wait_phase("target", "Succeeded")
