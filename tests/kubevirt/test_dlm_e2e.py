@@ -190,3 +190,59 @@ def test_cancel_during_transfer(kubevirt_clusters, kv_namespace, other_namespace
              lambda: get(t, dst, "virtualmachineinstances", "vm1")["status"]["phase"] == "WaitingForSync", 30)
     code, out, err = dlm("cancel", "vm1", "--context", "source", "-n", src, *where)  # idempotent
     assert code == errors.OK and "nothing to cancel" in out, out + err
+
+
+def test_target_failing_before_handoff_ends_the_source_and_names_the_cause(kubevirt_clusters, kv_namespace,
+                                                                           node_sides, dlm):
+    """Finding 3 of the fidelity review, on KubeVirt's own controllers (the simulator tier has
+    tests/e2e/test_failures.py::test_target_failing_before_handoff_ends_the_source_and_names_the_cause).
+    The receiving launcher crashes before the hand-off: the real target migration fails, but nothing
+    fails the source migration (migration.go:1909-1916 needs the hand-off), so the plugin ends it,
+    exits "failed" and names the target's reason."""
+    ns = kv_namespace
+    s = kubevirt_clusters.by_name("source")
+    start_vm(kubevirt_clusters, ns)
+    receiving = lambda pod: (pod["metadata"]["namespace"] == ns   # noqa: E731
+                             and "kubevirt.io/migrationJobUID" in (pod["metadata"].get("labels") or {}))
+    with node_sides["target"].failing(receiving, "virt-launcher crashed"):
+        code, out, err = dlm("migrate", "vm1", "--context", "source", "-n", ns, "--to-context", "target", *FOLLOW)
+    assert code == errors.FAILED, out + err + dump(kubevirt_clusters, ns)
+    assert "ending the source migration" in out
+    assert "no reason" not in err and "kubectl dlm cleanup vm1" in err, err
+    held = [m for m in get(s, ns, "virtualmachineinstancemigrations")["items"]
+            if m.get("status", {}).get("phase") not in ("Succeeded", "Failed")]
+    if held:   # KubeVirt may hold a source VMIM deleted before the hand-off (the plugin says so)
+        assert held[0]["metadata"].get("deletionTimestamp"), held
+        assert f"asked KubeVirt to end the source migration {ns}/{held[0]['metadata']['name']}" in err
+    else:
+        assert "ended the source migration" in err
+    assert get(s, ns, "virtualmachineinstances", "vm1")["status"]["phase"] == "Running"   # the VM never stopped
+
+
+@pytest.fixture
+def broken_transfer():
+    """The next transfer breaks halfway, as libvirt reports a failed migration job."""
+    reason = "operation failed: migration out job: unexpectedly failed"
+    handler.NETWORK.fail_next_transfer(reason)
+    yield reason
+    handler.NETWORK._fail_next.clear()
+
+
+def test_transfer_failing_after_handoff_fails_the_move_with_libvirts_reason(kubevirt_clusters, kv_namespace, dlm,
+                                                                             broken_transfer):
+    """Also on the simulator tier: tests/e2e/test_migrate.py::test_failure_mid_transfer_then_cleanup_then_retry.
+    The source's launcher reports the failed job (setMigrationResult), the played handler copies it to
+    the source VMI (migration-source.go:191-218) and the real migration controller fails the source
+    migration ("source node reported migration failed"); the VM keeps running where it was."""
+    ns = kv_namespace
+    s = kubevirt_clusters.by_name("source")
+    start_vm(kubevirt_clusters, ns)
+    code, out, err = dlm("migrate", "vm1", "--context", "source", "-n", ns, "--to-context", "target", *FOLLOW)
+    assert code == errors.FAILED, out + err + dump(kubevirt_clusters, ns)
+    assert "vm1: failed" in out
+    assert broken_transfer in err, err
+    vmi = get(s, ns, "virtualmachineinstances", "vm1")
+    assert vmi["status"]["phase"] == "Running"
+    ms = vmi["status"]["migrationState"]
+    assert ms["failed"] is True and ms["failureReason"] == broken_transfer
+    assert [m["status"]["phase"] for m in get(s, ns, "virtualmachineinstancemigrations")["items"]] == ["Failed"]
