@@ -2,9 +2,9 @@
 
 Both test clusters write k8s.io/apiserver's audit log (tests/harness/apiserver.py). Each test prints
 the rules for a move, runs the plugin's commands for that move (trust, check, render, a migrate that
-is cancelled then cleaned up, migrate with --retire-source and --parallel auto or render + apply,
-status, verify, report, cleanup, cancel, retire --delete-vm --delete-disks), then takes every request
-whose User-Agent is the plugin's and judges it with Kubernetes' RBAC rule matching
+is cancelled then cleaned up, migrate with --retire-source and --parallel auto, or render + apply with
+a tuning flag (a MigrationPolicy of its own), status, verify, report, cleanup, cancel, retire
+--delete-vm --delete-disks), then takes every request whose User-Agent is the plugin's and judges it with Kubernetes' RBAC rule matching
 (tests/harness/rbac_authorizer.py) against the rules printed for that cluster: every request must be
 allowed, and every rule (verb x resource) must be used by some request, unless NO_HANDLER_POD or
 CA_ALREADY_MERGED excuses it, with the reason.
@@ -95,12 +95,12 @@ def assert_exactly_what_is_printed(windows, rules, unreached):
         assert not stale, f"the excused list names rules that are not printed any more: {stale}"
 
 
-def cancel_then_clean_up(clusters, kubevirt_sim, dlm, where, sending: tuple, receiving: tuple):
+def cancel_then_clean_up(clusters, kubevirt_sim, dlm, where, sending: tuple, receiving: tuple, tuning=()):
     """A migration is cancelled half-way (`cancel` deletes both VMIMs), then `cleanup` removes what
     it left on the target: the delete rules, reached for sure (a failed attempt would not do: KubeVirt
     may delete a VMIM whose VMI is gone before cleanup does, migration controller MC:398-407)."""
     kubevirt_sim.faults.transfer_seconds = 60
-    command = [sys.executable, "-m", "kubectl_dlm", "migrate", "vm1", *where, *FOLLOW, "-o", "plain",
+    command = [sys.executable, "-m", "kubectl_dlm", "migrate", "vm1", *where, *tuning, *FOLLOW, "-o", "plain",
                "--kubeconfig", str(clusters.kubeconfig)]
     migrating = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -166,11 +166,14 @@ def test_same_cluster_move_asks_for_exactly_what_rbac_prints(clusters, namespace
     code, text, err = dlm("rbac", "vm1", *where, *tune, "--serviceaccount", "gitops:migrator")
     assert code == errors.OK, err
     rules = {"source": [d for d in YAML(typ="safe").load_all(text) if d]}  # one cluster: one set
+    assert {"apiGroups": ["migrations.kubevirt.io"], "resources": ["migrationpolicies"],
+            "verbs": ["delete", "get", "list", "patch"]} in next(d["rules"] for d in rules["source"]
+                                                               if d["kind"] == "ClusterRole")
     windows = {"source": AuditWindow(clusters.source)}
     target = AuditWindow(clusters.target)
     bundle = tmp_path / "bundle"
     run(dlm, [(("check", "vm1", *where, *tune), errors.OK)])
-    cancel_then_clean_up(clusters, kubevirt_sim, dlm, where, ("source", src), ("source", dst))
+    cancel_then_clean_up(clusters, kubevirt_sim, dlm, where, ("source", src), ("source", dst), tune)
     run(dlm, [(("render", "vm1", *where, *tune, "--output-dir", str(bundle)), errors.OK),
               (("apply", "-f", str(bundle), "--context", "source", "--retire-source", *FOLLOW), errors.OK),
               (("status", "vm1", *where), errors.OK),
