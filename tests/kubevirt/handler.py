@@ -646,12 +646,18 @@ def is_block_migration(vmi: dict, from_spec: bool = False) -> bool:
         return True
     shared = {v["name"] for v in st.get("volumeStatus") or []
               if "ReadWriteMany" in ((v.get("persistentVolumeClaimInfo") or {}).get("accessModes") or [])}
+    filesystems = {f["name"] for f in (vmi["spec"]["domain"].get("devices") or {}).get("filesystems") or []}
+    read_only = {d["name"] for d in (vmi["spec"]["domain"].get("devices") or {}).get("disks") or []
+                 if (d.get("disk") or {}).get("readonly") or "cdrom" in d}
     for v in vmi["spec"].get("volumes") or []:
         if "persistentVolumeClaim" in v or "dataVolume" in v:
             if v["name"] not in shared:
                 return True
-        elif "containerDisk" in v or "emptyDisk" in v or "ephemeral" in v:
-            return True
+        elif "hostDisk" in v:
+            if not v["hostDisk"].get("shared"):
+                return True
+        elif v["name"] not in filesystems and v["name"] not in read_only:
+            return True   # containerDisk, cloudInit, emptyDisk, ... are copied (HV:1900-1921)
     return False
 
 

@@ -7,6 +7,7 @@ exit code. A test that also runs on the simulator tier (tests/e2e) says so.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -246,3 +247,59 @@ def test_transfer_failing_after_handoff_fails_the_move_with_libvirts_reason(kube
     ms = vmi["status"]["migrationState"]
     assert ms["failed"] is True and ms["failureReason"] == broken_transfer
     assert [m["status"]["phase"] for m in get(s, ns, "virtualmachineinstancemigrations")["items"]] == ["Failed"]
+
+
+def test_killed_and_run_again_resumes_without_a_second_vmim(kubevirt_clusters, kv_namespace, dlm):
+    """Also on the simulator tier: tests/e2e/test_survive.py::test_killed_and_run_again_resumes_without_a_second_vmim.
+    The CLI dies mid-transfer; the migration goes on in KubeVirt, and `migrate` run again follows the
+    same migration (same migration ID, one target VMIM) to its end."""
+    ns = kv_namespace
+    s, t = kubevirt_clusters.by_name("source"), kubevirt_clusters.by_name("target")
+    start_vm(kubevirt_clusters, ns)
+    before, handler.NETWORK.transfer_seconds = handler.NETWORK.transfer_seconds, 6
+    try:
+        args = ("migrate", "vm1", "--context", "source", "-n", ns, "--to-context", "target", *FOLLOW)
+        proc = background(kubevirt_clusters, *args)
+        try:
+            first = wait_vmim_phase(s, ns, ("Running", "TargetReady", "PreparingTarget"))
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+        code, out, err = dlm(*args)
+    finally:
+        handler.NETWORK.transfer_seconds = before
+    assert code == errors.OK, out + err + dump(kubevirt_clusters, ns)
+    targets = get(t, ns, "virtualmachineinstancemigrations")["items"]
+    label = "dlm.kubevirt-tools.io/migration-id"
+    assert [m["metadata"]["labels"][label] for m in targets] == [first["metadata"]["labels"][label]]
+    assert_moved(kubevirt_clusters, "source", ns, "target", ns)
+
+
+def test_reviewed_bundle_is_applied_with_secrets_copied_server_to_server(kubevirt_clusters, kv_namespace, dlm,
+                                                                          tmp_path):
+    """Also on the simulator tier: tests/e2e/test_survive.py::test_reviewed_bundle_is_applied_with_secrets_copied_server_to_server.
+    `render` writes a bundle without Secret data; `apply` copies the Secret server to server and the
+    real controllers carry the move out (virt-api admits every object the bundle holds)."""
+    ns = kv_namespace
+    s, t = kubevirt_clusters.by_name("source"), kubevirt_clusters.by_name("target")
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "vm1-userdata"}, "type": "Opaque",
+              "data": {"userdata": "I2Nsb3VkLWNvbmZpZwo="}}
+    s.request("POST", f"/api/v1/namespaces/{ns}/secrets", secret)
+    vm = vm_manifest("vm1", "Always")
+    spec = vm["spec"]["template"]["spec"]
+    spec["domain"]["devices"]["disks"].append({"name": "cloudinit", "disk": {"bus": "virtio"}})
+    spec["volumes"].append({"name": "cloudinit", "cloudInitNoCloud": {"secretRef": {"name": "vm1-userdata"}}})
+    s.request("POST", KV.format(ns=ns, kind="virtualmachines"), vm)
+    wait_for("VMI vm1 Running", lambda: (v := get(s, ns, "virtualmachineinstances", "vm1"))
+             and v.get("status", {}).get("phase") == "Running")
+    bundle = tmp_path / "migration"
+    code, out, err = dlm("render", "vm1", "--context", "source", "-n", ns, "--to-context", "target",
+                         "--output-dir", str(bundle))
+    assert code == errors.OK, err
+    assert "I2Nsb3VkLWNvbmZpZwo=" not in "".join(p.read_text() for p in bundle.rglob("*") if p.is_file())
+    code, out, err = dlm("apply", "-f", str(bundle), "--timeout", "120", "-o", "plain")
+    assert code == errors.OK, out + err + dump(kubevirt_clusters, ns)
+    assert "I2Nsb3VkLWNvbmZpZwo=" not in out + err
+    copied = t.request("GET", f"/api/v1/namespaces/{ns}/secrets/vm1-userdata")
+    assert copied["data"] == secret["data"] and copied["type"] == "Opaque"
+    assert_moved(kubevirt_clusters, "source", ns, "target", ns)
