@@ -55,15 +55,6 @@ def cdis(kubevirt_clusters):
 def handlers(kubevirt_clusters, node_sides):
     """The played virt-handlers of both clusters (tests/kubevirt/handler.py), running for the whole
     session: {cluster name: Handler}. `handler.NETWORK` is their data plane (transfer time, faults)."""
-    for c in kubevirt_clusters:   # TEMPORARY until nodes.node_labels has them (see kv-notes 04:12)
-        for n in c.request("GET", "/api/v1/nodes")["items"]:
-            labels = n["metadata"].get("labels") or {}
-            extra = {"cpu-feature.node.kubevirt.io/" + k.rsplit("/", 1)[1]: "true" for k in labels
-                     if k.startswith("host-model-required-features.node.kubevirt.io/")}
-            extra["machine-type.node.kubevirt.io/q35"] = "true"
-            if any(labels.get(k) != v for k, v in extra.items()):
-                c.request("PATCH", f"/api/v1/nodes/{n['metadata']['name']}", {"metadata": {"labels": extra}},
-                          content_type="application/merge-patch+json")
     yield {c.name: handler.handler_for(kubevirt_clusters.kubevirt[c.name]) for c in kubevirt_clusters}
     handler.stop_all()
 

@@ -96,9 +96,11 @@ def assert_moved(kubevirt_clusters, src_cluster: str, src: str, dst_cluster: str
              timeout=30)
     wait_for("the source VMI gone", lambda: get(s, src, "virtualmachineinstances", name) is None, timeout=30)
     for vmim in get(s, src, "virtualmachineinstancemigrations")["items"]:
-        assert vmim["status"]["phase"] == "Succeeded", vmim["status"]
-    target_vmims = get(d, dst, "virtualmachineinstancemigrations")["items"]
-    assert [m["status"]["phase"] for m in target_vmims if m["spec"].get("receive")] == ["Succeeded"]
+        if vmim["spec"]["vmiName"] == name:
+            assert vmim["status"]["phase"] == "Succeeded", vmim["status"]
+    target_vmims = [m for m in get(d, dst, "virtualmachineinstancemigrations")["items"]
+                    if m["spec"]["vmiName"] == name and m["spec"].get("receive")]
+    assert [m["status"]["phase"] for m in target_vmims] == ["Succeeded"]
 
 
 def test_cross_cluster_move(kubevirt_clusters, kv_namespace, dlm):
@@ -303,3 +305,21 @@ def test_reviewed_bundle_is_applied_with_secrets_copied_server_to_server(kubevir
     copied = t.request("GET", f"/api/v1/namespaces/{ns}/secrets/vm1-userdata")
     assert copied["data"] == secret["data"] and copied["type"] == "Opaque"
     assert_moved(kubevirt_clusters, "source", ns, "target", ns)
+
+
+def test_ten_vms_three_at_a_time(kubevirt_clusters, kv_namespace, dlm):
+    """Also on the simulator tier: tests/e2e/test_survive.py::test_ten_vms_three_at_a_time. Ten VMs
+    moved across clusters, three migrations at a time, each with its own pair of VMIMs."""
+    ns = kv_namespace
+    s = kubevirt_clusters.by_name("source")
+    names = [f"vm{i}" for i in range(10)]
+    for n in names:
+        s.request("POST", KV.format(ns=ns, kind="virtualmachines"), vm_manifest(n, "Always"))
+    wait_for("ten VMIs Running", lambda: sum(v.get("status", {}).get("phase") == "Running"
+                                             for v in get(s, ns, "virtualmachineinstances")["items"]) == 10, 120)
+    code, out, err = dlm("migrate", *names, "--context", "source", "-n", ns, "--to-context", "target",
+                         "--parallel", "3", *FOLLOW)
+    assert code == errors.OK, out + err + dump(kubevirt_clusters, ns)
+    for n in names:
+        assert f"{n}: succeeded" in out
+        assert_moved(kubevirt_clusters, "source", ns, "target", ns, n)
