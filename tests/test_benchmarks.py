@@ -74,7 +74,7 @@ def test_with_the_test_api_server_every_live_and_migrate_row_is_measured(tmp_pat
     batch = row(lines, "live render -l, 2 VMs")
     assert "kubectl get -o yaml" in batch and "ms/VM" in batch
     assert "MB" in row(lines, "  peak memory")
-    assert "6 source + 3 target" in row(lines, "  API requests")  # the target LIST includes Nodes (placement)
+    assert "7 source + 3 target" in row(lines, "  API requests")  # Secrets read by name (0e21582), CDIConfig on the target
     assert "transfer" in row(lines, "migrate 1 VM: time over the transfer")
     assert "1 transfer: 500 ms" in row(lines, "migrate 2 VMs --parallel 2")
     row(lines, "  time over the transfers, per VM")
