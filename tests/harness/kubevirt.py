@@ -36,6 +36,7 @@ import pytest
 from .apiserver import ApiError, ApiServer, _die_with_parent, _terminate
 from .clusters import (HARNESS_CRDS, NAMES, STORAGE_CLASSES, Cluster, Clusters, _ci, _unavailable, shared_dir,
                        write_kubeconfig)
+from .kubevirt_ca import CAOperator
 
 REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "tests" / "infra"
@@ -237,6 +238,7 @@ class KubeVirtInstall:
         self.req = cluster.request
         self.components: dict[str, Component] = {}
         self.manifests: dict = {}
+        self.ca_operator = CAOperator(cluster)
 
     # The KubeVirt CR as a user creates it for DLM (the gate is Alpha in v1.9.0).
     def kubevirt_cr(self) -> dict:
@@ -466,18 +468,27 @@ class KubeVirtInstall:
                            dict(ready, type="Degraded", status="False")]}},
             content_type="application/merge-patch+json")
 
-    def trust(self, peer: "KubeVirtInstall") -> None:
-        """What a DLM admin does (kubevirt-external-ca := the peer's CA) and virt-operator then does
-        with it: kubevirt-ca = external CAs + own CA, webhooks follow, external emptied
-        (pkg/virt-operator/resource/apply/core.go createOrUpdateComponentsWithCertificates)."""
-        own, theirs = self.ca_pem(), peer.ca_pem()
-        bundle = theirs + own
-        self.req("PATCH", f"/api/v1/namespaces/{NS}/configmaps/kubevirt-ca",
-                 {"data": {"ca-bundle": bundle}}, content_type="application/merge-patch+json")
+    def trust(self, peer: "KubeVirtInstall", timeout: float = 30) -> None:
+        """What a DLM admin does: kubevirt-external-ca := the peer's CA; then wait until the played
+        virt-operator (kubevirt_ca.py) merged it into kubevirt-ca."""
+        theirs = peer.ca_pem()
         self.req("PATCH", f"/api/v1/namespaces/{NS}/configmaps/kubevirt-external-ca",
-                 {"data": {"ca-bundle": ""}}, content_type="application/merge-patch+json")
+                 {"data": {"ca-bundle": theirs}}, content_type="application/merge-patch+json")
+        deadline = time.monotonic() + timeout
+        while theirs not in self.req("GET", f"/api/v1/namespaces/{NS}/configmaps/kubevirt-ca")["data"]["ca-bundle"]:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.cluster.name}: virt-operator (played) did not merge the peer's CA: "
+                                   f"{self.ca_operator.errors}")
+            time.sleep(0.1)
+
+    def distrust(self) -> None:
+        """kubevirt-ca back to the own CA only, the drop box empty (the harness's baseline before trust())."""
+        for name, text in (("kubevirt-external-ca", ""), ("kubevirt-ca", self.ca_pem())):
+            self.req("PATCH", f"/api/v1/namespaces/{NS}/configmaps/{name}", {"data": {"ca-bundle": text}},
+                     content_type="application/merge-patch+json")
 
     def stop(self) -> None:
+        self.ca_operator.stop()
         for comp in self.components.values():
             if comp.proc is not None:
                 comp.proc.terminate()
@@ -534,6 +545,10 @@ def kubevirt_clusters(kube_bin, kubevirt_bin, tmp_path_factory) -> KubeVirtClust
         with ThreadPoolExecutor(len(installs)) as pool:
             list(pool.map(prepare, installs.values()))
         write_kubeconfig(kubeconfig, apis)
+        for i in installs.values():
+            # KubeVirt's own CA, not the one clusters.Cluster made up for the standard tier
+            i.cluster.kubevirt_ca_pem = i.ca_pem()
+            i.ca_operator.start()
         installs["source"].trust(installs["target"])
         installs["target"].trust(installs["source"])
         deadline = time.monotonic() + 120
