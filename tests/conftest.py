@@ -25,7 +25,7 @@ def _available(module: str) -> bool:
         return False
 
 
-pytest_plugins = ["tests.harness.clusters", "tests.harness.kubevirt", "tests.sim.fixtures"]
+pytest_plugins = ["tests.harness.clusters", "tests.harness.kubevirt", "tests.kubevirt.fixtures", "tests.sim.fixtures"]
 pytest_plugins = [plugin for plugin in pytest_plugins if _available(plugin)]
 
 REPO = Path(__file__).resolve().parent.parent

@@ -191,7 +191,7 @@ class Network:
 
 # ---- virt-handler ----
 
-running: list["Handler"] = []   # for the report of a failed test (tests/kubevirt/conftest.py)
+running: list["Handler"] = []   # for the report of a failed test (tests/kubevirt/fixtures.py)
 
 
 class Handler:
@@ -684,7 +684,7 @@ def set_phase_transition(vmi: dict, old: dict | None = None) -> None:
         stamps.append({"phase": st["phase"], "phaseTransitionTimestamp": now()})
 
 
-# ---- one per cluster for the test session (tests/kubevirt/conftest.py `handlers`) ----
+# ---- one per cluster for the test session (tests/kubevirt/fixtures.py `handlers`) ----
 
 NETWORK = Network()
 _handlers: dict[int, Handler] = {}

@@ -27,7 +27,7 @@ Sources (Kubernetes at commit 00d375050338df847285c0a12bbd90c328d0e707 unless no
   so a crashed compute container leaves the pod Failed.
 
 API (for tests and fixtures):
-    side = NodeSide(cluster); side.start(); ...; side.stop()   # one per cluster; see conftest node_sides
+    side = NodeSide(cluster); side.start(); ...; side.stop()   # one per cluster; see fixtures.py node_sides
     side.replace_nodes([node(...), ...])   # context manager: these Nodes only, the old ones back after
     with side.failing(predicate, message): ...   # the kubelet fails matching pods (now or when they start)
     side.fail_pod(namespace, name)               # ... this one, now

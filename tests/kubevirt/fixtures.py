@@ -1,5 +1,6 @@
-"""The KubeVirt tier: tests against KubeVirt's own virt-api, virt-controller and
-synchronization-controller (tests/harness/kubevirt.py; what runs real: README.md here)."""
+"""pytest plugin of the KubeVirt tier (loaded by tests/conftest.py, so tests/e2e has it too): the
+played node side, CDI and virt-handler for the session, a namespace per test, and `kubevirt`, the
+tier behind one object (tier.py). What runs real: README.md here."""
 from __future__ import annotations
 
 import secrets
@@ -8,6 +9,7 @@ import pytest
 
 from tests.harness import kubevirt as harness
 from tests.kubevirt import cdi, handler, nodes
+from tests.kubevirt.tier import Tier
 
 
 def pytest_collection_modifyitems(items):
@@ -69,3 +71,12 @@ def kv_namespace(kubevirt_clusters, node_sides, cdis, handlers, request):
     yield name
     for c in kubevirt_clusters:
         c.delete_namespace(name)
+
+
+@pytest.fixture
+def kubevirt(kubevirt_clusters, node_sides, cdis, handlers, request):
+    """The KubeVirt tier for one test (tier.Tier): namespaces, VMs, reads, waits and fault knobs;
+    at teardown every knob is put back and the test's namespaces are deleted."""
+    tier = Tier(kubevirt_clusters, node_sides, cdis, handlers, stem=harness.slug(request.node.name))
+    yield tier
+    tier.close()

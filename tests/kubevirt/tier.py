@@ -1,0 +1,221 @@
+"""The KubeVirt tier behind one object, for tests that drive `kubectl dlm` end to end (tests/e2e).
+
+    def test_x(kubevirt, dlm):                        # fixture: tests/kubevirt/fixtures.py
+        ns = kubevirt.namespaces("source", "target")  # the same fresh name on both clusters
+        kubevirt.run_vm("source", ns, vm_manifest("vm1"))       # Running and LiveMigratable
+        kubevirt.faults.transfer_seconds = 5                   # put back after the test
+        kubevirt.get("target", "vmi", ns, "vm1")               # None when absent
+        kubevirt.list("source", "vmim", ns)
+
+Everything here is read from and written to the API servers: what runs is KubeVirt's own virt-api,
+virt-controller and synchronization-controller (tests/harness/kubevirt.py) with the played node side
+(nodes.py), CDI (cdi.py) and virt-handler (handler.py). Nothing here answers for KubeVirt.
+
+`Faults` gathers the knobs of the played parts, with the meanings tests/sim/faults.py gave them; a
+knob lives in the module that plays the part, this class only names it and puts it back.
+"""
+from __future__ import annotations
+
+import copy
+import secrets
+import time
+from typing import Callable
+
+from tests.harness.apiserver import ApiError
+from tests.kubevirt import handler
+
+# kind -> (API path prefix, plural); namespaced unless the prefix is cluster-wide
+KINDS = {
+    "vm": ("/apis/kubevirt.io/v1", "virtualmachines"),
+    "vmi": ("/apis/kubevirt.io/v1", "virtualmachineinstances"),
+    "vmim": ("/apis/kubevirt.io/v1", "virtualmachineinstancemigrations"),
+    "kubevirt": ("/apis/kubevirt.io/v1", "kubevirts"),
+    "dv": ("/apis/cdi.kubevirt.io/v1beta1", "datavolumes"),
+    "pvc": ("/api/v1", "persistentvolumeclaims"),
+    "configmap": ("/api/v1", "configmaps"),
+    "secret": ("/api/v1", "secrets"),
+    "pod": ("/api/v1", "pods"),
+}
+CLUSTER_KINDS = {
+    "migrationpolicy": ("/apis/migrations.kubevirt.io/v1alpha1", "migrationpolicies"),
+    "node": ("/api/v1", "nodes"),
+}
+MEMORY = "128Mi"
+
+
+def path(kind: str, namespace: str | None = None, name: str = "") -> str:
+    if kind in CLUSTER_KINDS:
+        prefix, plural = CLUSTER_KINDS[kind]
+        base = f"{prefix}/{plural}"
+    else:
+        prefix, plural = KINDS[kind]
+        base = f"{prefix}/namespaces/{namespace}/{plural}"
+    return f"{base}/{name}" if name else base
+
+
+def vm_manifest(name: str, run_strategy: str = "Always", *, data_volume: bool = False, disk_size: str = "1Gi",
+                access_mode: str = "ReadWriteOnce") -> dict:
+    """A small VM on the pod network (masquerade). Its root disk is a containerDisk, or with
+    data_volume=True a blank DataVolume from the VM's dataVolumeTemplates (CDI: cdi.py)."""
+    if data_volume:
+        root = {"name": "root", "dataVolume": {"name": f"{name}-disk"}}
+    else:
+        root = {"name": "root", "containerDisk": {"image": "example.invalid/cirros:1"}}
+    vm = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "metadata": {"name": name},
+          "spec": {"runStrategy": run_strategy, "template": {
+              "metadata": {"labels": {"kubevirt.io/vm": name}},
+              "spec": {"domain": {"devices": {"disks": [{"name": "root", "disk": {"bus": "virtio"}}],
+                                              "interfaces": [{"name": "default", "masquerade": {}}]},
+                                  "resources": {"requests": {"memory": MEMORY}}},
+                       "networks": [{"name": "default", "pod": {}}],
+                       "volumes": [root]}}}}
+    if data_volume:
+        vm["spec"]["dataVolumeTemplates"] = [{"metadata": {"name": f"{name}-disk"}, "spec": {
+            "source": {"blank": {}},
+            "storage": {"accessModes": [access_mode], "resources": {"requests": {"storage": disk_size}}}}}]
+    return vm
+
+
+def phase(obj: dict | None) -> str | None:
+    return ((obj or {}).get("status") or {}).get("phase")
+
+
+def condition(obj: dict | None, ctype: str) -> dict | None:
+    return next((c for c in ((obj or {}).get("status") or {}).get("conditions") or [] if c.get("type") == ctype),
+                None)
+
+
+def live_migratable(vmi: dict | None) -> bool:
+    return phase(vmi) == "Running" and (condition(vmi, "LiveMigratable") or {}).get("status") == "True"
+
+
+class Faults:
+    """Knobs of the played parts. Each is put back after the test (Tier.close)."""
+
+    def __init__(self, tier: "Tier"):
+        self._tier = tier
+        self._saved_transfer_seconds = handler.NETWORK.transfer_seconds
+
+    # ---- played libvirt (handler.Network) ----
+
+    @property
+    def transfer_seconds(self) -> float:
+        """How long a transfer takes (default 1 s)."""
+        return handler.NETWORK.transfer_seconds
+
+    @transfer_seconds.setter
+    def transfer_seconds(self, seconds: float) -> None:
+        handler.NETWORK.transfer_seconds = seconds
+
+    def fail_next_transfer(self, reason: str) -> None:
+        """The next transfer breaks halfway with this libvirt error (handler.Network)."""
+        handler.NETWORK.fail_next_transfer(reason)
+
+    # ---- played kubelet (nodes.NodeSide) ----
+
+    def failing_pods(self, cluster: str, predicate: Callable[[dict], bool], message: str = "virt-launcher crashed"):
+        """Context manager: the cluster's pods matching predicate fail as a crashed virt-launcher."""
+        return self._tier.node_sides[cluster].failing(predicate, message)
+
+    def replace_nodes(self, cluster: str, wanted: list[dict]):
+        """Context manager: the cluster has these Nodes (nodes.node(...)) instead of the session's."""
+        return self._tier.node_sides[cluster].replace_nodes(wanted)
+
+    def restore(self) -> None:
+        handler.NETWORK.transfer_seconds = self._saved_transfer_seconds
+        handler.NETWORK._fail_next.clear()
+
+
+class Tier:
+    """The KubeVirt tier for one test (fixture `kubevirt`). `.clusters`: the KubeVirtClusters
+    (tests/harness/kubevirt.py: .kubeconfig, .by_name, .source, .target, .kubevirt[name])."""
+
+    def __init__(self, clusters, node_sides: dict, cdis: dict, handlers: dict, stem: str = "t"):
+        self.clusters = clusters
+        self.node_sides, self.cdis, self.handlers = node_sides, cdis, handlers
+        self.faults = Faults(self)
+        self._stem = stem
+        self._namespaces: list[tuple[str, str]] = []
+
+    # ---- namespaces ----
+
+    def namespaces(self, *on: str) -> str:
+        """A fresh namespace (the same name on each cluster named; default source), deleted after the test."""
+        name = f"t-{self._stem}-{secrets.token_hex(3)}"
+        for cluster in on or ("source",):
+            self.clusters.by_name(cluster).create_namespace(name)
+            self._namespaces.append((cluster, name))
+        return name
+
+    def close(self) -> None:
+        """Put every knob back and delete the test's namespaces."""
+        self.faults.restore()
+        for cluster, name in reversed(self._namespaces):
+            self.clusters.by_name(cluster).delete_namespace(name)
+
+    # ---- reads ----
+
+    def request(self, cluster: str, method: str, url: str, body=None, content_type: str = "application/json"):
+        return self.clusters.by_name(cluster).request(method, url, body, content_type=content_type)
+
+    def get(self, cluster: str, kind: str, namespace: str | None, name: str) -> dict | None:
+        """A fresh read from the API server (kind: vm vmi vmim kubevirt dv pvc configmap secret pod,
+        migrationpolicy node); None when absent."""
+        try:
+            return self.request(cluster, "GET", path(kind, namespace, name))
+        except ApiError as e:
+            if e.status == 404:
+                return None
+            raise
+
+    def list(self, cluster: str, kind: str, namespace: str | None = None) -> list[dict]:
+        return self.request(cluster, "GET", path(kind, namespace))["items"]
+
+    def wait_for(self, cluster: str, kind: str, namespace: str | None, name: str,
+                 predicate: Callable[[dict | None], bool] | None = None, timeout: float = 30,
+                 what: str = "") -> dict | None:
+        """Poll the API server until predicate(obj) (default: it exists); return the object."""
+        pred = predicate or (lambda o: o is not None)
+        deadline = time.monotonic() + timeout
+        while True:
+            obj = self.get(cluster, kind, namespace, name)
+            if pred(obj):
+                return obj
+            if time.monotonic() > deadline:
+                state = (obj or {}).get("status") if obj else "<absent>"
+                raise TimeoutError(f"{what or 'condition'} on {cluster} {kind} {namespace}/{name} not met in "
+                                   f"{timeout}s; last status: {state}")
+            time.sleep(0.1)
+
+    def wait_gone(self, cluster: str, kind: str, namespace: str | None, name: str, timeout: float = 30) -> None:
+        self.wait_for(cluster, kind, namespace, name, lambda o: o is None, timeout, "deletion")
+
+    # ---- writes ----
+
+    def create(self, cluster: str, kind: str, namespace: str | None, obj: dict) -> dict:
+        obj = copy.deepcopy(obj)
+        if kind not in CLUSTER_KINDS:
+            obj.setdefault("metadata", {})["namespace"] = namespace
+        return self.request(cluster, "POST", path(kind, namespace), obj)
+
+    def delete(self, cluster: str, kind: str, namespace: str | None, name: str) -> None:
+        try:
+            self.request(cluster, "DELETE", path(kind, namespace, name))
+        except ApiError as e:
+            if e.status != 404:
+                raise
+
+    def run_vm(self, cluster: str, namespace: str, vm: dict, *, data_volumes=(), pvcs=(), secrets=(),
+               timeout: float = 60) -> dict:
+        """Create the Secrets, PVCs and DataVolumes the VM needs, then the VM; the real virt-controller
+        makes its VMI and launcher pod, the played scheduler, kubelet, CDI and virt-handler take it to
+        Running with LiveMigratable True. Returns that VMI."""
+        for kind, objs in (("secret", secrets), ("pvc", pvcs), ("dv", data_volumes)):
+            for obj in objs:
+                self.create(cluster, kind, namespace, obj)
+        vm = copy.deepcopy(vm)
+        vm.setdefault("apiVersion", "kubevirt.io/v1")
+        vm.setdefault("kind", "VirtualMachine")
+        self.create(cluster, "vm", namespace, vm)
+        return self.wait_for(cluster, "vmi", namespace, vm["metadata"]["name"], live_migratable, timeout,
+                             "VMI Running and LiveMigratable")
