@@ -77,21 +77,54 @@ class Listener:
     ports: dict                  # host port (str) -> port in the launcher, as TargetDirectMigrationNodePorts
 
 
+STALL_AT = 0.25   # the share of the data sent when a transfer that cannot converge stops making headway
+
+
 @dataclass(eq=False)
 class Transfer:
-    """One libvirt migration job, source domain -> target listener."""
+    """One libvirt migration job, source domain -> target listener, with the figures libvirt's
+    domain job info gives about it (DataTotal, DataProcessed, DataRemaining, MemoryBps, MemDirtyRate:
+    what virt-handler publishes, pkg/monitoring/metrics/virt-handler/migrationdomainstats/
+    migrationstats_collector.go:96-124)."""
     source: "Handler"
     source_key: tuple
     target: Listener | None
     deadline: float
     fail: str | None = None
     aborted: bool = False
+    total_bytes: int = 1
+    seconds: float = 1.0
+    dirty_rate: int = 0                 # bytes/s the guest dirties while it runs
+    started: float = field(default_factory=time.monotonic)
+    ended_at: float | None = None       # the share sent when it ended early (a failure, an abort)
+
+    @property
+    def rate(self) -> int:
+        """MemoryBps: the bytes sent per second."""
+        return int(self.total_bytes / self.seconds)
+
+    def fraction(self) -> float:
+        """The share of DataTotal sent. A guest that dirties memory at least as fast as it is sent
+        leaves pre-copy without headway: the remaining bytes stop falling (at STALL_AT) while it does,
+        which is the `transfer_seconds` of the transfer (then the guest calms down and it converges)."""
+        if self.ended_at is not None:
+            return self.ended_at
+        done = min(1.0, (time.monotonic() - self.started) / self.seconds)
+        return min(done, STALL_AT) if self.dirty_rate >= self.rate and done < 1.0 else done
+
+    def figures(self) -> dict:
+        """One consistent reading of the job info."""
+        processed = int(self.total_bytes * self.fraction())
+        return {"total": self.total_bytes, "processed": processed, "remaining": self.total_bytes - processed,
+                "rate": self.rate, "dirty_rate": self.dirty_rate}
 
 
 @dataclass
 class Network:
     """The data plane between all nodes of both clusters; the one lock serialises the handlers."""
     transfer_seconds: float = 1.0
+    transfer_bytes: int | None = None   # DataTotal of the next transfers (default: guest memory + copied disks)
+    dirty_rate: int = 0                 # bytes/s the guest dirties during the next transfers (see Transfer.fraction)
     lock: threading.RLock = field(default_factory=threading.RLock)
     listeners: dict = field(default_factory=dict)    # "address:port" -> Listener
     transfers: list = field(default_factory=list)
@@ -129,7 +162,13 @@ class Network:
         for addr in [a for a, lst in self.listeners.items() if lst.key == key]:
             del self.listeners[addr]
 
-    def start(self, source: "Handler", key: tuple, address: str, ports: dict) -> None:
+    def running(self, source: "Handler", node: str) -> list[Transfer]:
+        """The transfers under way out of `node` of the source handler's cluster."""
+        with self.lock:
+            return [t for t in self.transfers if t.source is source and t.source_key[0] == node
+                    and time.monotonic() < t.deadline and t.target is not None]
+
+    def start(self, source: "Handler", key: tuple, address: str, ports: dict, total_bytes: int) -> None:
         """virt-launcher's migrate (l-m-source.go:1389-1423): libvirt dials the target's ports; the
         incoming domain appears paused on the target (reason Migration) carrying the source's
         KubeVirt metadata in its XML, its UID replaced by the target VMI's (l-m-source.go:1079-1083)."""
@@ -147,7 +186,8 @@ class Network:
             vmi_uid = target.handler.vmi_uid(target.key)
             target.handler.domains[target.key] = Domain(vmi_uid or "", "Paused", "Migration",
                                                          copy.deepcopy(src.migration))
-        self.transfers.append(Transfer(source, key, target, deadline, fail))
+        self.transfers.append(Transfer(source, key, target, deadline, fail, total_bytes=self.transfer_bytes or total_bytes,
+                                       seconds=max(self.transfer_seconds, 0.01), dirty_rate=self.dirty_rate))
 
     def abort(self, source: "Handler", key: tuple) -> bool:
         """virDomainAbortJob on the source's migration job (l-m-source.go:978-1021)."""
@@ -207,6 +247,8 @@ class Handler:
         self._thread: threading.Thread | None = None
         self.errors: list[str] = []
         self.writes = 0
+        from tests.kubevirt.handler_pods import HandlerPods
+        self.pods = HandlerPods(install, self.readings)   # its DaemonSet's Pods and their metrics endpoints
 
     # -- running --
 
@@ -222,6 +264,21 @@ class Handler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        self.pods.stop()
+
+    def readings(self, node: str) -> list[tuple[str, str, str, dict]]:
+        """What `node`'s virt-handler publishes: the job info of each transfer out of it, labelled
+        with the source VMI's namespace, name and status.nodeName (handler_pods.py)."""
+        return [(t.source_key[1], t.source_key[2], node, t.figures()) for t in self.network.running(self, node)]
+
+    def stop_metrics(self) -> None:
+        """The metrics ports of this cluster's virt-handler Pods stop answering (handler_pods.py)."""
+        with self.network.lock:
+            self.pods.stop_serving()
+
+    def serve_metrics(self) -> None:
+        with self.network.lock:
+            self.pods.serve_again()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -244,6 +301,7 @@ class Handler:
         nodes = {n["metadata"]["name"]: n for n in self.cluster.request("GET", "/api/v1/nodes")["items"]}
         pods = self.cluster.request("GET", "/api/v1/pods?labelSelector=kubevirt.io%3Dvirt-launcher")["items"]
         with self.network.lock:
+            self.pods.sync(nodes)
             self._vmi_uids = {(v["metadata"]["namespace"], v["metadata"]["name"]): v["metadata"]["uid"] for v in vmis}
             for vmi in vmis:
                 for name, node in nodes.items():
@@ -470,7 +528,7 @@ class Handler:
         if domain.migration and domain.migration.get("uid") == uid:
             return
         domain.migration = {"uid": uid, "startTimestamp": now(), "mode": "PreCopy"}
-        self.network.start(self, key, ms["targetNodeAddress"], ms["targetDirectMigrationNodePorts"])
+        self.network.start(self, key, ms["targetNodeAddress"], ms["targetDirectMigrationNodePorts"], data_total(vmi))
 
     @staticmethod
     def _source_status(vmi: dict, ms: dict, domain: Domain | None) -> None:
@@ -642,23 +700,46 @@ def is_block_migration(vmi: dict, from_spec: bool = False) -> bool:
     st = vmi.get("status", {})
     if not from_spec:
         return st.get("migrationMethod") == "BlockMigration" or bool(st.get("migratedVolumes"))
-    if st.get("migratedVolumes"):
-        return True
+    return bool(st.get("migratedVolumes")) or bool(copied_volumes(vmi))
+
+
+def copied_volumes(vmi: dict) -> list[str]:
+    """The volumes a migration copies: checkVolumesForMigration's verdict per volume (HV:1849-1925,
+    see is_block_migration)."""
+    st = vmi.get("status", {})
     shared = {v["name"] for v in st.get("volumeStatus") or []
               if "ReadWriteMany" in ((v.get("persistentVolumeClaimInfo") or {}).get("accessModes") or [])}
-    filesystems = {f["name"] for f in (vmi["spec"]["domain"].get("devices") or {}).get("filesystems") or []}
-    read_only = {d["name"] for d in (vmi["spec"]["domain"].get("devices") or {}).get("disks") or []
-                 if (d.get("disk") or {}).get("readonly") or "cdrom" in d}
+    devices = vmi["spec"]["domain"].get("devices") or {}
+    filesystems = {f["name"] for f in devices.get("filesystems") or []}
+    read_only = {d["name"] for d in devices.get("disks") or [] if (d.get("disk") or {}).get("readonly") or "cdrom" in d}
+    copied = []
     for v in vmi["spec"].get("volumes") or []:
         if "persistentVolumeClaim" in v or "dataVolume" in v:
             if v["name"] not in shared:
-                return True
+                copied.append(v["name"])
         elif "hostDisk" in v:
             if not v["hostDisk"].get("shared"):
-                return True
+                copied.append(v["name"])
         elif v["name"] not in filesystems and v["name"] not in read_only:
-            return True   # containerDisk, cloudInit, emptyDisk, ... are copied (HV:1900-1921)
-    return False
+            copied.append(v["name"])   # containerDisk, cloudInit, emptyDisk, ... are copied (HV:1900-1921)
+    return copied
+
+
+def data_total(vmi: dict) -> int:
+    """libvirt's DataTotal for the VMI's migration: its memory (as getVMIMigrationDataSize takes it,
+    pkg/virt-launcher/virtwrap/manager.go:796-815: the requested memory, or the guest memory if set)
+    and the capacity of each copied volume whose claim virt-controller recorded (volumeStatus)."""
+    from tests.kubevirt.cdi import parse_quantity
+    domain = vmi["spec"]["domain"]
+    memory = (domain.get("memory") or {}).get("guest") or \
+        ((domain.get("resources") or {}).get("requests") or {}).get("memory") or "0"
+    total = parse_quantity(memory)
+    copied = set(copied_volumes(vmi))
+    for v in vmi.get("status", {}).get("volumeStatus") or []:
+        capacity = ((v.get("persistentVolumeClaimInfo") or {}).get("capacity") or {}).get("storage")
+        if v["name"] in copied and capacity:
+            total += parse_quantity(capacity)
+    return max(total, 1)
 
 
 def target_detected_ready_domain(ms: dict) -> tuple[bool, float]:
