@@ -58,5 +58,9 @@ class ClusterError(DlmError):
     exit_code = CLUSTER
 
 
+class Forbidden(ClusterError):
+    """The cluster refused the request (403): RBAC does not grant it."""
+
+
 class TemplateError(DlmError):
     exit_code = TEMPLATE

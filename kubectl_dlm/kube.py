@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional
@@ -23,7 +24,7 @@ from kubernetes.config.config_exception import ConfigException
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from kubectl_dlm import __version__
-from kubectl_dlm.errors import ClusterError, Conflict, DlmError, NotFound, UsageError
+from kubectl_dlm.errors import ClusterError, Conflict, DlmError, Forbidden, NotFound, UsageError
 from kubectl_dlm.model import KINDS, Obj, Source, TargetInfo, meta, display_name
 
 FIELD_MANAGER = "kubectl-dlm"
@@ -194,7 +195,8 @@ def call(cluster: Cluster, method: str, path: str, verb: str, *, query: Optional
     once (raw bytes to json.loads: no client model classes). `expired`: raise Expired on HTTP 410."""
     delay = 0.5
     for attempt in range(attempts):
-        cluster.requests += 1
+        with _COUNTING:  # threads share a Cluster (read_named, migrate's checks): count every request
+            cluster.requests += 1
         try:
             return _request(cluster, method, path, query or {}, body, content_type, text)
         except ApiException as exc:
@@ -213,6 +215,9 @@ def call(cluster: Cluster, method: str, path: str, verb: str, *, query: Optional
             raise ClusterError(f"cannot reach {cluster.describe()} to {verb}: {_reason(exc)}",
                                "check the server address, your network, and that the cluster is up") from None
     raise AssertionError("unreachable")
+
+
+_COUNTING = threading.Lock()
 
 
 def _request(cluster: Cluster, method: str, path: str, query: Dict[str, Any], body: Any, content_type: str,
@@ -275,7 +280,7 @@ def api_error(cluster: Cluster, exc: ApiException, verb: str) -> DlmError:
                             f"{verb} (401 {message or 'Unauthorized'}): the token or client certificate is expired "
                             "or not valid there", "log in again, or refresh the credentials in the kubeconfig")
     if exc.status == 403:
-        return ClusterError(f"{cluster.describe()} refused to {verb}: {message}",
+        return Forbidden(f"{cluster.describe()} refused to {verb}: {message}",
                             "ask for RBAC permission, or use a context that has it")
     if exc.status == 404:
         return NotFound(f"{verb}: not found on {cluster.describe()}: {message}")
@@ -483,8 +488,8 @@ def read_source(cluster: Cluster, namespace: str, names: List[str], selector: st
     for kind in SOURCE_KINDS[1:]:
         for obj in list_objects(cluster, kind, namespace):
             source.add(obj)
-    # What the VMs reference, and only that: Secrets and ConfigMaps by name (a LIST would read every
-    # Secret of the namespace, and need the right to), instancetypes per referenced kind.
+    # What the VMs reference, and only that: Secrets and ConfigMaps by name, or for a big batch in
+    # one LIST where allowed (read_named), instancetypes per referenced kind.
     from kubectl_dlm.refs import namespaced_kind, references
 
     named: Dict[str, set] = {"Secret": set(), "ConfigMap": set()}
@@ -499,15 +504,38 @@ def read_source(cluster: Cluster, namespace: str, names: List[str], selector: st
             if matcher and matcher[2]:
                 listed.add("ControllerRevision")
     for kind, names in named.items():
-        for name in sorted(names):
-            obj = get(cluster, kind, namespace, name)
-            if obj is not None:
-                source.add(obj)
+        for obj in read_named(cluster, kind, namespace, names).values():
+            source.add(obj)
     for kind in REFERENCED_KINDS:
         if kind in listed:
             for obj in list_objects(cluster, kind, namespace):
                 source.add(obj)
     return source
+
+
+def read_named(cluster: Cluster, kind: str, namespace: str, names) -> Dict[str, Obj]:
+    """name -> object, for those of `names` that exist. A GET each (what RBAC can grant by
+    resourceNames), or for many names (refs.lists_named) one LIST of the kind, keeping only the
+    named ones; a LIST the user may not make (403) falls back to the GETs, several at once."""
+    from kubectl_dlm.refs import NAMED_WORKERS, lists_named
+
+    wanted = sorted(set(names))
+    if lists_named(len(wanted)):
+        try:
+            listed = list_objects(cluster, kind, namespace)
+        except Forbidden:
+            pass  # granted by name only
+        else:
+            keep = set(wanted)
+            return {meta(o)["name"]: o for o in listed if meta(o).get("name") in keep}
+    if len(wanted) < 2:
+        found = [get(cluster, kind, namespace, name) for name in wanted]
+    else:
+        from concurrent.futures import ThreadPoolExecutor  # not imported by a render of one VM
+
+        with ThreadPoolExecutor(min(NAMED_WORKERS, len(wanted))) as pool:
+            found = list(pool.map(lambda name: get(cluster, kind, namespace, name), wanted))
+    return {name: obj for name, obj in zip(wanted, found) if obj is not None}
 
 
 def read_target(cluster: Cluster) -> TargetInfo:

@@ -13,6 +13,15 @@ from kubectl_dlm.model import Obj
 NAMESPACED_INSTANCETYPE_KINDS = {"virtualmachineinstancetype": "VirtualMachineInstancetype"}
 NAMESPACED_PREFERENCE_KINDS = {"virtualmachinepreference": "VirtualMachinePreference"}
 
+# The Secrets and ConfigMaps a batch references are read by name (a GET each) up to this many per kind
+# and namespace: RBAC can then narrow the access to those objects (resourceNames), and a LIST would
+# read every Secret of the namespace. Above it, one LIST of the kind (pages of 500) costs less than a
+# GET per name, where the user may list; a refused LIST falls back to the GETs (kube.read_named).
+BY_NAME_MAX = 16
+# GETs in flight at once when objects are read by name: the round trips to a remote API server
+# overlap, and the client's connection pool keeps about this many.
+NAMED_WORKERS = 8
+
 
 @dataclass(frozen=True)
 class Claim:
@@ -123,6 +132,11 @@ def _matcher(matcher: Optional[Mapping[str, Any]], status_ref: Optional[Mapping[
         return None
     revision = matcher.get("revisionName") or ((status_ref or {}).get("controllerRevisionRef") or {}).get("name") or ""
     return (matcher.get("kind") or default_kind, matcher["name"], revision)
+
+
+def lists_named(count: int) -> bool:
+    """Read `count` named objects of one kind in one namespace with one LIST instead of a GET each?"""
+    return count > BY_NAME_MAX
 
 
 def namespaced_kind(kind: str) -> Optional[str]:

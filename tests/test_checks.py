@@ -15,7 +15,7 @@ from kubectl_dlm.errors import Refused
 from kubectl_dlm.checks.gather import PROGRESS
 from kubectl_dlm.model import (LABEL_MIGRATION_ID, MANAGED_BY, MANAGER, Settings, Source, StorageMapping,
                                TargetInfo)
-from kubectl_dlm.refs import references
+from kubectl_dlm.refs import BY_NAME_MAX, references
 from tests.test_pem import NOW, make_cert
 
 SCOPE = "vm prod/db"
@@ -360,6 +360,27 @@ def test_required_access_covers_copies_and_trust_only_across_clusters():
     facts.same_cluster = True
     needed = checks.required_access(facts, {"db": references(vm)})
     assert not any("kubevirt-external-ca" in a.describe() for a in needed["target"] + needed["source"])
+
+
+def test_a_big_batch_may_list_its_secrets_and_configmaps_which_is_optional():
+    """Past refs.BY_NAME_MAX names of a kind, kube.read_named lists: an optional row on each side that
+    reads them, the GETs by name staying (they are what goes without it)."""
+    def needed_for(count: int):
+        vm = make_vm(volumes=[{"name": f"ci{i}", "cloudInitNoCloud": {"secretRef": {"name": f"s{i}"}}}
+                              for i in range(count)] +
+                             [{"name": f"cm{i}", "configMap": {"name": f"c{i}"}} for i in range(count)])
+        needed = checks.required_access(make_facts(vm, make_vmi()), {"db": references(vm)})
+        return {side: {a.describe(): a.optional for a in accesses} for side, accesses in needed.items()}
+
+    few, many = needed_for(BY_NAME_MAX), needed_for(BY_NAME_MAX + 1)
+    for side in ("source", "target"):
+        assert "list secrets in namespace prod" not in few[side]
+        assert many[side]["list secrets in namespace prod"].startswith(f"reading more than {BY_NAME_MAX} Secrets "
+                                                                      "of a batch in one list (without it: a get each")
+        assert many[side][f"get secrets s{BY_NAME_MAX} in namespace prod"] == ""  # still required: the fallback
+    assert "list configmaps in namespace prod" not in few["source"]
+    assert many["source"]["list configmaps in namespace prod"].startswith(f"reading more than {BY_NAME_MAX} ConfigMaps")
+    assert few["target"]["list configmaps in namespace prod"] == ""  # check lists the target's ConfigMaps anyway
 
 
 def test_target_namespace():

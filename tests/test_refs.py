@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kubectl_dlm.refs import Claim, namespaced_kind, references, vmi_only_hotplug_volumes
+from kubectl_dlm.refs import BY_NAME_MAX, Claim, lists_named, namespaced_kind, references, vmi_only_hotplug_volumes
 
 
 def vm(volumes=(), devices=None, domain=None, spec=None, template_extra=None):
@@ -129,3 +129,12 @@ def test_preference_default_kind_is_cluster_scoped():
 ])
 def test_namespaced_kind(kind, canonical):
     assert namespaced_kind(kind) == canonical
+
+
+@pytest.mark.parametrize("count, lists", [
+    (0, False), (1, False), (2, False),  # one VM: its Secrets by name (RBAC resourceNames suffice)
+    (BY_NAME_MAX, False),  # as many GETs as a LIST of ~1000 Secrets costs (measured, refs.BY_NAME_MAX)
+    (BY_NAME_MAX + 1, True), (1000, True),  # a big batch: one LIST where the user may list
+])
+def test_named_objects_are_listed_only_for_a_big_batch(count, lists):
+    assert lists_named(count) is lists

@@ -12,7 +12,7 @@ from kubectl_dlm import trust
 from kubectl_dlm.checks.facts import CLUSTER_KINDS, COLLISION_KINDS, Access, ClusterFacts, Facts, qualify
 from kubectl_dlm.errors import ClusterError, DlmError
 from kubectl_dlm.model import Obj, Settings, Source, TargetInfo, meta
-from kubectl_dlm.refs import References, namespaced_kind, references
+from kubectl_dlm.refs import BY_NAME_MAX, NAMED_WORKERS, References, lists_named, namespaced_kind, references
 
 
 def _attempt(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Tuple[Any, str]:
@@ -128,7 +128,8 @@ def _gather_target(facts: Facts, cluster: Any, refs: Dict[str, Optional[Referenc
     if settings.tuning is not None:
         _gather_policies(facts, cluster)
 
-    # Names the bundle creates, and the objects it copies: one LIST per kind (Secrets: GET by name).
+    # Names the bundle creates, and the objects it copies: one LIST per kind (Secrets by name, or
+    # listed for a big batch: kube.read_named).
     kinds = set(COLLISION_KINDS)
     secrets: set = set()
     for ref in refs.values():
@@ -149,11 +150,11 @@ def _gather_target(facts: Facts, cluster: Any, refs: Dict[str, Optional[Referenc
                 facts.lookup_errors[kind] = error
             for obj in objects or ():
                 facts.found[(kind, tns, meta(obj).get("name", ""))] = obj
-        for name in sorted(secrets):
-            obj, error = _attempt(kube.get, cluster, "Secret", tns, name)
+        if secrets:
+            objects, error = _attempt(kube.read_named, cluster, "Secret", tns, secrets)
             if error:
                 facts.lookup_errors["Secret"] = error
-            elif obj is not None:
+            for name, obj in (objects or {}).items():
                 facts.found[("Secret", tns, name)] = obj
 
     from kubectl_dlm.plan import map_network
@@ -223,8 +224,14 @@ MACHINES = "check's MAC address and firmware UUID row against every VM of the ta
 TAKEN_IDS = "migration IDs taken in other namespaces (without it: those of the VM's namespaces only)"
 RETIRE_DELETE = "retire --delete-vm / --delete-disks (deleting the old copy)"
 CDI_OVERHEAD = "CDI's filesystem overhead when sizing the target disks (without it: CDI's default)"
+NAMED_LIST = ("reading more than {max} {plural} of a batch in one list (without it: a get each, {max_workers} at a "
+              "time; slower)")
 POLICIES = ("cleanup and cancel finding a MigrationPolicy of the tuning flags (--bandwidth ...) to remove "
             "(without it: they look for none)")
+
+
+def _named_list(plural: str) -> str:
+    return NAMED_LIST.format(max=BY_NAME_MAX, plural=plural, max_workers=NAMED_WORKERS)
 
 
 def required_access(facts: Facts, refs: Dict[str, Optional[References]]) -> Dict[str, List[Access]]:
@@ -269,15 +276,24 @@ def required_access(facts: Facts, refs: Dict[str, Optional[References]]) -> Dict
                      Access("list", "virtualmachineinstancemigrations", kv, optional=TAKEN_IDS)]
     # What the VMs reference: read on the source by name, copied to the target (check looks for
     # a name taken there: Secrets by name, ConfigMaps in one list).
-    for name in sorted({n for r in used for n in r.secrets}):
+    # A big batch lists them where it may (kube.read_named, refs.lists_named): optional, the GETs by
+    # name remain what goes without it.
+    secrets = sorted({n for r in used for n in r.secrets})
+    for name in secrets:
         source.append(Access("get", "secrets", "", sns, name))
         target.append(Access("get", "secrets", "", tns, name))
         if s.secrets == "include":
             target.append(Access("patch", "secrets", "", tns, name))
-    for name in sorted({n for r in used for n in r.configmaps}):
+    if lists_named(len(secrets)):
+        for namespace, accesses in ((sns, source), (tns, target)):
+            accesses.append(Access("list", "secrets", "", namespace, optional=_named_list("Secrets")))
+    configmaps = sorted({n for r in used for n in r.configmaps})
+    for name in configmaps:
         source.append(Access("get", "configmaps", "", sns, name))
         target += [Access("get", "configmaps", "", tns, name), Access("patch", "configmaps", "", tns, name)]
-    if any(r.configmaps for r in used):
+    if lists_named(len(configmaps)):
+        source.append(Access("list", "configmaps", "", sns, optional=_named_list("ConfigMaps")))
+    if configmaps:
         target.append(Access("list", "configmaps", "", tns))
     for attribute, plural in (("instancetype", "virtualmachineinstancetypes"), ("preference", "virtualmachinepreferences")):
         matchers = [getattr(r, attribute) for r in used if getattr(r, attribute)]
