@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, List, Optional
 
-from kubectl_dlm import diagnostics, emit, kube
+from kubectl_dlm import diagnostics, emit, inventory, kube
 from kubectl_dlm.errors import DlmError
 from kubectl_dlm.model import Obj, meta
 
@@ -60,6 +60,11 @@ def _side(contents, side: str, cluster, namespace: str, vm: str, kubevirt_read: 
             contents.add(diagnostics.object_path(side, kind, name), obj)
             names.add((kind, name))
     contents.left_out.extend(diagnostics.secrets_left_out(side, namespace, secrets))
+    if side == "target":  # a tuned attempt's MigrationPolicy (cluster-scoped) that is still there
+        policies = _read(contents, f"MigrationPolicies of {namespace}/{vm}", side,
+                         lambda: inventory.policies(cluster, namespace, vm)) or []
+        for policy in policies:
+            contents.add(diagnostics.object_path(side, "MigrationPolicy", meta(policy)["name"]), policy)
     if cluster.server not in kubevirt_read:
         kubevirt_read.add(cluster.server)
         for kv in _read(contents, "the KubeVirt CR", side, lambda: kube.list_objects(cluster, "KubeVirt")) or []:

@@ -226,8 +226,8 @@ RETIRE_DELETE = "retire --delete-vm / --delete-disks (deleting the old copy)"
 CDI_OVERHEAD = "CDI's filesystem overhead when sizing the target disks (without it: CDI's default)"
 NAMED_LIST = ("reading more than {max} {plural} of a batch in one list (without it: a get each, {max_workers} at a "
               "time; slower)")
-POLICIES = ("cleanup and cancel finding a MigrationPolicy of the tuning flags (--bandwidth ...) to remove "
-            "(without it: they look for none)")
+POLICIES = ("cleanup, cancel and report finding a MigrationPolicy of the tuning flags (--bandwidth ...) "
+            "an earlier attempt left (without it: they look for none)")
 
 
 def _named_list(plural: str) -> str:

@@ -15,7 +15,7 @@ Examples:
   kubectl dlm report my-vm -n prod --to-namespace prod-b --output-file /tmp/case-1234.tar.gz
 \b
 In the archive: both sides' VirtualMachine, VirtualMachineInstance, migrations, DataVolumes and
-PVCs, the KubeVirt CR, the Events about them, and the plugin's version. Secrets are never read.
+PVCs, a MigrationPolicy a tuned attempt left on the target, the KubeVirt CR, the Events about them, and the plugin's version. Secrets are never read.
 Its README.md lists what was left out and why. An existing file is never overwritten (exit 5).
 """
 
