@@ -209,16 +209,20 @@ def write_kubeconfig(path: Path, apis: list[ApiServer]) -> None:
 
 
 def publish_endpoint_slice(c: Cluster, ns: str, service: str, port: int, address: str = "127.0.0.1",
-                           port_name: str = "") -> None:
+                           port_name: str = "", pod: str | None = None) -> None:
     """Play the endpoint controllers: publish `address:port` as the one ready endpoint of Service
     `ns/service`, as the EndpointSlice kube-apiserver's webhook and aggregator routing read
     (k8s.io/apiserver/pkg/util/proxy ResolveEndpoint: found by the kubernetes.io/service-name label,
-    the slice port's name must equal the Service port's name, "" when unnamed)."""
+    the slice port's name must equal the Service port's name, "" when unnamed). `pod`: the Pod
+    behind the address (the endpoint's targetRef)."""
+    endpoint = {"addresses": [address], "conditions": {"ready": True, "serving": True, "terminating": False}}
+    if pod:
+        endpoint["targetRef"] = {"kind": "Pod", "name": pod, "namespace": ns}
     c.request("POST", f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices", {
         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {"generateName": f"{service}-", "labels": {
             "kubernetes.io/service-name": service, "endpointslice.kubernetes.io/managed-by": "kubectl-dlm-tests"}},
-        "addressType": "IPv4", "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
+        "addressType": "IPv6" if ":" in address else "IPv4", "endpoints": [endpoint],
         "ports": [{"name": port_name, "port": port, "protocol": "TCP"}]})
 
 

@@ -10,8 +10,12 @@ ConfigMaps, and each component's command line from its Deployment. The harness a
 pod would get from the kubelet: a kubeconfig (instead of a service account token), its
 certificate files at the paths the Deployment mounts them (an overlay on /etc in a private mount
 namespace: the machine's /etc is never written), a host name (its pod name, in a private UTS
-namespace) and an address. Each "pod" gets its own loopback address (127.<session>.<cluster>.<component>),
-so both clusters' components listen on the ports their Deployments name.
+namespace) and an address. virt-api's and virt-controller's "pods" get their own loopback address
+(127.<session>.<cluster>.<component>), so both clusters' listen on the ports their Deployments name.
+The synchronization controllers are dialled by the other cluster, and `kubectl dlm check` rightly
+refuses a loopback address there: they get this machine's own network address (pod_address()), each
+cluster on its own port, chosen free for the session and set as an admin does, in the KubeVirt CR's
+spec.synchronizationPort.
 
 What is real and what is played: tests/kubevirt/README.md.
 """
@@ -23,6 +27,7 @@ import http.client
 import json
 import os
 import re
+import signal
 import socket
 import ssl
 import subprocess
@@ -33,9 +38,9 @@ from pathlib import Path
 
 import pytest
 
-from .apiserver import ApiError, ApiServer, _die_with_parent, _terminate
-from .clusters import (HARNESS_CRDS, NAMES, STORAGE_CLASSES, Cluster, Clusters, _ci, _unavailable, shared_dir,
-                       write_kubeconfig)
+from .apiserver import ApiError, ApiServer, _die_with_parent, _terminate, pod_address
+from .clusters import (HARNESS_CRDS, NAMES, STORAGE_CLASSES, Cluster, Clusters, _ci, _unavailable,
+                       publish_endpoint_slice, shared_dir, write_kubeconfig)
 from .kubevirt_ca import CAOperator
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,8 +55,9 @@ GATE = "DecentralizedLiveMigration"
 # Pod addresses: 127.<session>.<cluster>.<component>. All of 127/8 is the loopback interface on
 # Linux; <session> keeps two test sessions on one machine apart (see session_octet).
 CLUSTER_NET = {"source": 1, "target": 2}
-COMPONENT_HOST = {"virt-api": 11, "virt-controller": 12, "virt-synchronization-controller": 13}
-COMPONENTS = ("virt-api", "virt-controller", "virt-synchronization-controller")   # Deployment names
+COMPONENT_HOST = {"virt-api": 11, "virt-controller": 12}
+SYNC = "virt-synchronization-controller"
+COMPONENTS = ("virt-api", "virt-controller", SYNC)   # Deployment names
 PROGRAM_OF = {"virt-synchronization-controller": "synchronization-controller"}
 
 
@@ -114,12 +120,12 @@ class Component:
     """One KubeVirt program started as its Deployment's pod would run it (see the module docstring)."""
 
     def __init__(self, cluster: str, deployment: dict, secrets: dict[str, dict], bin_dir: Path, kubeconfig: Path,
-                 workdir: Path):
+                 workdir: Path, ip: str, replica: int = 0):
         self.name = deployment["metadata"]["name"]
         self.cluster = cluster
-        self.ip = f"127.{session_octet()}.{CLUSTER_NET[cluster]}.{COMPONENT_HOST[self.name]}"
-        self.pod_name = f"{self.name}-{cluster}-0"
-        self.dir = workdir / self.name
+        self.ip = ip
+        self.pod_name = f"{self.name}-{cluster}-{replica}"
+        self.dir = workdir / (self.name if replica == 0 else f"{self.name}-{replica}")
         self.log = self.dir / f"{self.name}.log"
         pod = deployment["spec"]["template"]["spec"]
         container = pod["containers"][0]
@@ -173,8 +179,15 @@ class Component:
 
     def stop(self) -> None:
         if self.proc is not None:
+            self.proc.terminate()
+            self.proc.send_signal(signal.SIGCONT)   # a paused one (pause()) takes SIGTERM only once resumed
             _terminate(self.proc)
             self.proc = None
+
+    def pause(self) -> None:
+        """SIGSTOP: the kernel still accepts TCP connections on its sockets, nothing answers them."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGSTOP)
 
 
 _octet: list[int] = []
@@ -195,6 +208,35 @@ def session_octet() -> int:
         else:
             raise RuntimeError("no free 127.x.1.11:8443 for the KubeVirt tier")
     return _octet[0]
+
+
+def sync_address() -> str:
+    """The synchronization controllers' pod IP: this machine's own network address (never loopback,
+    which `kubectl dlm check` refuses and a peer could not dial)."""
+    address = pod_address()
+    if address is None:
+        _unavailable("KubeVirt tier: this machine has no global unicast address for the synchronization "
+                     "controllers (a peer cannot dial loopback)")
+    return address
+
+
+def free_ports(address: str, n: int) -> list[int]:
+    """n distinct ports free on address now (the kernel's choice, so another test session on this
+    machine holds none of them)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    socks = [socket.socket(family) for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind((address, 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def join_host_port(host: str, port: int) -> str:
+    """Go's net.JoinHostPort (core.go updateSynchronizationAddress uses it)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def unshare() -> list[str]:
@@ -231,33 +273,43 @@ def wait_tls(host: str, port: int, deadline: float, component: Component) -> Non
 class KubeVirtInstall:
     """What virt-operator installs and runs on one cluster, and the components themselves."""
 
-    def __init__(self, cluster: Cluster, bin_dir: Path, workdir: Path):
+    def __init__(self, cluster: Cluster, bin_dir: Path, workdir: Path, sync_ip: str, sync_port: int):
         self.cluster, self.bin = cluster, bin_dir
+        self.sync_ip, self.sync_port = sync_ip, sync_port
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.req = cluster.request
         self.components: dict[str, Component] = {}
         self.manifests: dict = {}
         self.ca_operator = CAOperator(cluster)
+        self.faults: dict[str, object] = {}   # what block_sync/disable_feature_gate changed, for restore()
 
-    # The KubeVirt CR as a user creates it for DLM (the gate is Alpha in v1.9.0).
+    # The KubeVirt CR as an admin creates it for DLM (the gate is Alpha in v1.9.0), with the port the
+    # synchronization controller listens on (spec.synchronizationPort: its Deployment's --port,
+    # pkg/virt-operator/util/config.go:608-620 + generate/components/deployments.go:790-797 @v1.9.0).
     def kubevirt_cr(self) -> dict:
         return {"apiVersion": "kubevirt.io/v1", "kind": "KubeVirt",
                 "metadata": {"name": "kubevirt", "namespace": NS},
-                "spec": {"configuration": {"developerConfiguration": {"featureGates": [GATE]}}}}
+                "spec": {"synchronizationPort": str(self.sync_port),
+                         "configuration": {"developerConfiguration": {"featureGates": [GATE]}}}}
 
     def generate(self) -> None:
         """Run dlm-kubevirt-manifests (KubeVirt's install strategy + certificates) for this cluster."""
-        kv = self.dir / "kubevirt-cr.json"
-        kv.write_text(json.dumps(self.kubevirt_cr()))
+        self.manifests = self.print_manifests(self.kubevirt_cr())
+        (self.dir / "manifests.json").write_text(json.dumps(self.manifests))
+
+    def print_manifests(self, kv: dict) -> dict:
+        """What virt-operator's code installs for this KubeVirt CR (new certificates each time: only
+        the first run's are installed)."""
+        path = self.dir / "kubevirt-cr.json"
+        path.write_text(json.dumps(kv))
         version = pinned()["KUBEVIRT_VERSION"]
         env = dict(os.environ, VIRT_OPERATOR_IMAGE=f"kubevirt/virt-operator:{version}", KUBEVIRT_VERSION=version)
-        out = subprocess.run([str(self.bin / "dlm-kubevirt-manifests"), "-kubevirt", str(kv)],
+        out = subprocess.run([str(self.bin / "dlm-kubevirt-manifests"), "-kubevirt", str(path)],
                              capture_output=True, text=True, env=env, check=False)
         if out.returncode != 0:
             raise RuntimeError(f"dlm-kubevirt-manifests failed: {out.stderr}")
-        (self.dir / "manifests.json").write_text(out.stdout)
-        self.manifests = json.loads(out.stdout)
+        return json.loads(out.stdout)
 
     def ca_pem(self) -> str:
         return self.configmap("kubevirt-ca")["data"]["ca-bundle"]
@@ -328,8 +380,10 @@ class KubeVirtInstall:
         for name in COMPONENTS:
             sa = deployments[name]["spec"]["template"]["spec"]["serviceAccountName"]
             kubeconfig = component_kubeconfig(self.cluster.api, self.dir / f"{sa}.kubeconfig", *self.credentials(sa))
+            ip = self.sync_ip if name == SYNC else \
+                f"127.{session_octet()}.{CLUSTER_NET[self.cluster.name]}.{COMPONENT_HOST[name]}"
             self.components[name] = Component(self.cluster.name, deployments[name], secrets, self.bin, kubeconfig,
-                                              self.dir)
+                                              self.dir, ip)
 
     def credentials(self, service_account: str) -> tuple[Path, Path]:
         """A client certificate that authenticates as service account kubevirt/<name>, as its token
@@ -390,15 +444,7 @@ class KubeVirtInstall:
             "subsets": [{"addresses": [{"ip": api.ip, "targetRef": {"kind": "Pod", "name": api.pod_name,
                                                                    "namespace": NS}}],
                          "ports": [{"port": port, "protocol": "TCP"}]}]})
-        self.create(f"/apis/discovery.k8s.io/v1/namespaces/{NS}/endpointslices", {
-            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": {"name": "virt-api-0", "namespace": NS,
-                         "labels": {"kubernetes.io/service-name": "virt-api",
-                                    "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"}},
-            "addressType": "IPv4",
-            "endpoints": [{"addresses": [api.ip], "conditions": {"ready": True, "serving": True, "terminating": False},
-                           "targetRef": {"kind": "Pod", "name": api.pod_name, "namespace": NS}}],
-            "ports": [{"port": port, "protocol": "TCP", "name": ""}]})
+        publish_endpoint_slice(self.cluster, NS, "virt-api", port, api.ip, pod=api.pod_name)
 
     def install_webhooks(self) -> None:
         """virt-api's webhook configurations. virt-operator's own (service virt-operator) is left out:
@@ -439,25 +485,56 @@ class KubeVirtInstall:
         return (lease.get("spec") or {}).get("holderIdentity")
 
     def wait_leaders(self, deadline: float) -> None:
-        for name in ("virt-controller", "virt-synchronization-controller"):
-            comp = self.components[name]
-            while self.lease_holder(name) != comp.pod_name:
-                comp.check_running()
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{self.cluster.name}/{name} did not take its Lease:\n{tail(comp.log)}")
-                time.sleep(0.2)
-        sync = self.components["virt-synchronization-controller"]
+        self.wait_leader("virt-controller", deadline)
+        self.wait_sync_leader(deadline)
+
+    def wait_leader(self, name: str, deadline: float) -> None:
+        comp = self.components[name]
+        while self.lease_holder(name) != comp.pod_name:
+            comp.check_running()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.cluster.name}/{name} did not take its Lease:\n{tail(comp.log)}")
+            time.sleep(0.2)
+
+    def wait_sync_leader(self, deadline: float) -> None:
+        self.wait_leader(SYNC, deadline)
+        sync = self.components[SYNC]
         wait_tls(sync.ip, sync.ports["sync"], deadline, sync)
+
+    def kubevirt(self) -> dict:
+        return self.req("GET", f"/apis/kubevirt.io/v1/namespaces/{NS}/kubevirts/kubevirt")
+
+    def synchronization_addresses(self, kv: dict) -> list[str] | None:
+        """pkg/virt-operator/resource/apply/core.go:811-872 (updateSynchronizationAddress) @v1.9.0:
+        none while the gate is off (featuregate.IsEnabled: featureGates wins over
+        disabledFeatureGates, an Alpha gate is off unless listed), else the Lease holder Pod's IPs
+        (no migration network here, so no multus annotation) with spec.synchronizationPort (default
+        9185)."""
+        dev = (kv["spec"].get("configuration") or {}).get("developerConfiguration") or {}
+        if GATE not in (dev.get("featureGates") or []):
+            return None
+        holder = self.lease_holder(SYNC)
+        if not holder:
+            return None
+        try:
+            pod = self.req("GET", f"/api/v1/namespaces/{NS}/pods/{holder}")
+        except ApiError as e:
+            if e.status == 404:
+                return None
+            raise
+        if pod["metadata"].get("deletionTimestamp"):
+            return None
+        ips = [p["ip"] for p in (pod.get("status") or {}).get("podIPs") or []]
+        if not ips:
+            return None
+        port = int(kv["spec"].get("synchronizationPort") or 9185)
+        return [join_host_port(ip, port) for ip in ips]
 
     def update_status(self) -> None:
         """KubeVirt CR status as virt-operator writes it once everything is deployed, with
-        synchronizationAddresses from the sync controller's Lease holder Pod
-        (pkg/virt-operator/resource/apply/core.go updateSynchronizationAddress)."""
+        synchronizationAddresses as updateSynchronizationAddress computes them."""
         version = pinned()["KUBEVIRT_VERSION"]
-        holder = self.lease_holder("virt-synchronization-controller")
-        pod = self.req("GET", f"/api/v1/namespaces/{NS}/pods/{holder}")
-        port = self.components["virt-synchronization-controller"].ports["sync"]
-        addresses = [f"{p['ip']}:{port}" for p in pod["status"]["podIPs"]]
+        addresses = self.synchronization_addresses(self.kubevirt())
         ready = {"lastProbeTime": None, "lastTransitionTime": None, "reason": "AllComponentsReady",
                  "message": "All components are ready."}
         self.req("PATCH", f"/apis/kubevirt.io/v1/namespaces/{NS}/kubevirts/kubevirt/status", {"status": {
@@ -467,6 +544,100 @@ class KubeVirtInstall:
                            dict(ready, type="Progressing", status="False"),
                            dict(ready, type="Degraded", status="False")]}},
             content_type="application/merge-patch+json")
+
+    # ---- faults, as they happen to a real installation (tests/kubevirt/tier.py's Faults names them) ----
+
+    def block_sync(self, mode: str = "refused") -> None:
+        """The synchronization controller stops answering at its published address. "refused": its
+        process is gone (crashed; its Pod and the Lease it held stay until they expire, so the
+        address stays published), the port refuses connections. "timeout": its process hangs
+        (SIGSTOP), the kernel still accepts the connection and the TLS handshake never gets an answer."""
+        assert mode in ("refused", "timeout"), mode
+        sync = self.components[SYNC]
+        if mode == "refused":
+            sync.stop()
+        else:
+            sync.pause()
+        self.faults["sync"] = mode
+
+    def unblock_sync(self) -> None:
+        """The kubelet restarts the container: the same Pod (so the same Lease identity, taken back at
+        once) with a fresh process."""
+        if self.faults.pop("sync", None) is None:
+            return
+        sync = self.components[SYNC]
+        sync.stop()
+        sync.start()
+        self.wait_sync_leader(time.monotonic() + 60)
+        self.update_status()
+
+    def move_sync_leader(self) -> str:
+        """The synchronization controller's leader moves to a new Pod at a new address; returns the
+        address virt-operator then publishes. On one machine a new Pod cannot get a new IP, so the
+        address changes the way an admin changes it: a new spec.synchronizationPort, which virt-
+        operator rolls out as a new Deployment (its --port, generate/components/deployments.go:790-797);
+        the new Pod starts, the old one is deleted, the new one takes the Lease once the old holder's
+        expires (LeaseDuration 15 s, leaderelectionconfig/config.go; the old one does not release it,
+        cmd/synchronization-controller runWithLeaderElection) and the operator publishes its address
+        (core.go:811-872). The old address no longer answers."""
+        old = self.components[SYNC]
+        [port] = free_ports(self.sync_ip, 1)
+        self.req("PATCH", f"/apis/kubevirt.io/v1/namespaces/{NS}/kubevirts/kubevirt",
+                 {"spec": {"synchronizationPort": str(port)}}, content_type="application/merge-patch+json")
+        kv = self.kubevirt()
+        deployment = next(d for d in self.print_manifests(kv)["deployments"] if d["metadata"]["name"] == SYNC)
+        replica = int(old.pod_name.rsplit("-", 1)[1]) + 1
+        secrets = {s["metadata"]["name"]: s for s in self.manifests["secrets"]}   # the certificates stay
+        sa = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+        new = Component(self.cluster.name, deployment, secrets, self.bin, self.dir / f"{sa}.kubeconfig", self.dir,
+                        self.sync_ip, replica=replica)
+        self.sync_port = port
+        self.components[SYNC] = new
+        self.start(SYNC)
+        old.stop()
+        self.req("DELETE", f"/api/v1/namespaces/{NS}/pods/{old.pod_name}")
+        self.wait_sync_leader(time.monotonic() + 90)
+        self.update_status()
+        return join_host_port(self.sync_ip, port)
+
+    def disable_feature_gate(self) -> None:
+        """DLM off the way an admin turns it off: out of featureGates, into disabledFeatureGates. The
+        real virt-api and virt-controller read the CR themselves; virt-operator deletes the
+        synchronization controller's Deployment (reconcile.go:615-627, so its Pod goes) and clears
+        synchronizationAddresses (core.go:812-814)."""
+        kv = self.kubevirt()
+        dev = kv["spec"]["configuration"]["developerConfiguration"]
+        self.faults.setdefault("gate", dev)
+        edited = dict(dev, featureGates=[g for g in dev.get("featureGates") or [] if g != GATE],
+                      disabledFeatureGates=[g for g in dev.get("disabledFeatureGates") or [] if g != GATE] + [GATE])
+        self.set_developer_configuration(edited)
+        sync = self.components[SYNC]
+        sync.stop()
+        self.req("DELETE", f"/api/v1/namespaces/{NS}/pods/{sync.pod_name}")
+        self.update_status()
+
+    def enable_feature_gate(self) -> None:
+        """The developerConfiguration back as it was; virt-operator creates the Deployment again (its
+        Pod takes the same name here, so it takes its old Lease at once instead of after 15 s)."""
+        dev = self.faults.pop("gate", None)
+        if dev is None:
+            return
+        self.set_developer_configuration(dev)
+        self.faults.pop("sync", None)
+        self.start(SYNC)
+        self.wait_sync_leader(time.monotonic() + 60)
+        self.update_status()
+
+    def set_developer_configuration(self, dev: dict) -> None:
+        # a JSON patch: a merge patch cannot empty a list the admin removed
+        self.req("PATCH", f"/apis/kubevirt.io/v1/namespaces/{NS}/kubevirts/kubevirt",
+                 [{"op": "replace", "path": "/spec/configuration/developerConfiguration", "value": dev}],
+                 content_type="application/json-patch+json")
+
+    def restore(self) -> None:
+        """Every fault above undone (a moved leader stays where it went: that is a healthy state)."""
+        self.enable_feature_gate()
+        self.unblock_sync()
 
     def trust(self, peer: "KubeVirtInstall", timeout: float = 30) -> None:
         """What a DLM admin does: kubevirt-external-ca := the peer's CA; then wait until the played
@@ -528,13 +699,15 @@ def kubevirt_clusters(kube_bin, kubevirt_bin, tmp_path_factory) -> KubeVirtClust
     base = tmp_path_factory.mktemp("kubevirt-clusters")
     apis = [ApiServer(name, kube_bin, base / name) for name in NAMES]
     installs: dict[str, KubeVirtInstall] = {}
+    sync_ip = sync_address()
+    sync_ports = dict(zip(NAMES, free_ports(sync_ip, len(NAMES))))
     try:
         for a in apis:
             a.start()
         kubeconfig = base / "kubeconfig"
         clusters = [Cluster(a.name, a, kubeconfig) for a in apis]
         for c in clusters:
-            installs[c.name] = KubeVirtInstall(c, kubevirt_bin, base / c.name / "kubevirt")
+            installs[c.name] = KubeVirtInstall(c, kubevirt_bin, base / c.name / "kubevirt", sync_ip, sync_ports[c.name])
 
         def prepare(i: KubeVirtInstall):
             i.cluster.api.wait_ready()

@@ -20,9 +20,8 @@ from tests.kubevirt import handler
 from tests.kubevirt.played import wait_for
 from tests.kubevirt.test_live import vm_manifest
 
-# --skip-checks: the synchronization controllers here listen on loopback addresses (one machine),
-# which `check` rightly fails for a real pair of clusters (checks/cluster_rules.py classify_address).
-FOLLOW = ("--sync-timeout", "60", "--timeout", "60", "-o", "plain", "--skip-checks")
+# No --skip-checks: migrate's checks pass here as on a real pair of clusters (test_check.py).
+FOLLOW = ("--sync-timeout", "60", "--timeout", "60", "-o", "plain")
 ROOT = Path(__file__).resolve().parents[2]
 KV = "/apis/kubevirt.io/v1/namespaces/{ns}/{kind}"
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.apiserver import ApiError
-from tests.harness.kubevirt import NS
+from tests.harness.apiserver import ApiError, pod_address
+from tests.harness.kubevirt import NS, join_host_port
 from tests.kubevirt.played import wait_for
 
 VMS = "/apis/kubevirt.io/v1/namespaces/{ns}/virtualmachines"
@@ -105,8 +105,10 @@ def test_synchronization_controllers_serve_mutual_tls_at_the_kubevirt_cr_address
         kv = c.request("GET", f"/apis/kubevirt.io/v1/namespaces/{NS}/kubevirts/kubevirt")
         addresses = kv["status"]["synchronizationAddresses"]
         install = kubevirt_clusters.kubevirt[c.name]
-        assert addresses == [f"{install.components['virt-synchronization-controller'].ip}:9185"]
+        sync = install.components["virt-synchronization-controller"]
+        assert addresses == [join_host_port(sync.ip, install.sync_port)] and sync.ip == pod_address()
         host, port = addresses[0].rsplit(":", 1)
+        host = host.strip("[]")
         peer_secret = next(s for s in kubevirt_clusters.kubevirt[peer.name].manifests["secrets"]
                            if s["metadata"]["name"] == "kubevirt-synchronization-controller-certs")
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
