@@ -11,6 +11,7 @@ import pytest
 from kubectl_dlm import errors
 from tests.harness.kubevirt import NS, SYNC, join_host_port
 from tests.kubevirt.test_dlm_e2e import FOLLOW, assert_moved, dlm, dump, get, start_vm  # noqa: F401 (dlm: fixture)
+from tests.kubevirt.tier import Tier
 
 KUBEVIRT = f"/apis/kubevirt.io/v1/namespaces/{NS}/kubevirts/kubevirt"
 
@@ -90,3 +91,19 @@ def test_move_sync_leader_publishes_the_new_address(kubevirt_clusters, kv_namesp
     if sent is not None:   # KubeVirt may have deleted it with the source VMI already
         assert sent["spec"]["sendTo"]["connectURL"] == new
     assert_moved(kubevirt_clusters, "source", ns, "target", ns)
+
+
+def test_the_tiers_faults_put_the_synchronization_controllers_back(kubevirt_clusters, node_sides, cdis, handlers):
+    """tier.Faults names these knobs for tests/e2e; Tier.close() (after each test) undoes them."""
+    tier = Tier(kubevirt_clusters, node_sides, cdis, handlers, stem="sync-close")
+    [source_address] = published(kubevirt_clusters.source)
+    [target_address] = published(kubevirt_clusters.target)
+    tier.faults.block_sync("target", "timeout")
+    tier.faults.disable_feature_gate("source")
+    assert dial(target_address) == "timeout" and dial(source_address) == "refused"
+    assert published(kubevirt_clusters.source) == []
+    tier.close()
+    assert published(kubevirt_clusters.source) == [source_address] and dial(source_address) == "serving"
+    assert published(kubevirt_clusters.target) == [target_address] and dial(target_address) == "serving"
+    dev = kubevirt_clusters.source.request("GET", KUBEVIRT)["spec"]["configuration"]["developerConfiguration"]
+    assert "DecentralizedLiveMigration" in dev["featureGates"] and not dev.get("disabledFeatureGates")

@@ -121,9 +121,33 @@ class Faults:
         """Context manager: the cluster has these Nodes (nodes.node(...)) instead of the session's."""
         return self._tier.node_sides[cluster].replace_nodes(wanted)
 
+    # ---- the real synchronization controllers and the played virt-operator (tests/harness/kubevirt.py) ----
+
+    def block_sync(self, cluster: str, mode: str = "refused") -> None:
+        """Its synchronization controller stops answering at its published address: "refused" (the
+        process is gone) or "timeout" (it hangs: TCP accepted, TLS never answered)."""
+        self._tier.clusters.kubevirt[cluster].block_sync(mode)
+
+    def unblock_sync(self, cluster: str) -> None:
+        """Its synchronization controller's container restarted: serving again at the same address."""
+        self._tier.clusters.kubevirt[cluster].unblock_sync()
+
+    def move_sync_leader(self, cluster: str) -> str:
+        """The leader moved to a new Pod at a new address (returned), which virt-operator publishes;
+        the old address refuses. Takes ~15-20 s (the old holder's Lease must expire). Unlike the
+        simulator's knob the address is not chosen by the test: on one machine it differs by port."""
+        return self._tier.clusters.kubevirt[cluster].move_sync_leader()
+
+    def disable_feature_gate(self, cluster: str) -> None:
+        """DLM off as an admin turns it off (featureGates -> disabledFeatureGates); the real virt-api and
+        virt-controller react, virt-operator removes the synchronization controller and its address."""
+        self._tier.clusters.kubevirt[cluster].disable_feature_gate()
+
     def restore(self) -> None:
         handler.NETWORK.transfer_seconds = self._saved_transfer_seconds
         handler.NETWORK._fail_next.clear()
+        for install in self._tier.clusters.kubevirt.values():
+            install.restore()
 
 
 class Tier:
