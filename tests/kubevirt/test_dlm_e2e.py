@@ -159,7 +159,17 @@ def slow_transfer():
     handler.NETWORK.transfer_seconds = before
 
 
-@pytest.mark.parametrize("cross", [False, True], ids=["same-cluster", "cross-cluster"])
+BOTH = pytest.mark.parametrize("cross", [False, True], ids=["same-cluster", "cross-cluster"])
+
+
+def destination(kv_namespace: str, other_namespace: str, cross: bool) -> tuple[str, str, tuple[str, ...]]:
+    """(namespace, cluster, migrate's flags) of the receiving side: another cluster, or another
+    namespace of the source cluster."""
+    return ((kv_namespace, "target", ("--to-context", "target")) if cross
+            else (other_namespace, "source", ("--to-namespace", other_namespace)))
+
+
+@BOTH
 def test_cancel_during_transfer(kubevirt_clusters, kv_namespace, other_namespace, dlm, slow_transfer, cross):
     """Also on the simulator tier: tests/e2e/test_survive.py::test_cancel_during_transfer. The plugin
     deletes both VMIMs; the real migration controller sets abortRequested on each VMI
@@ -167,8 +177,7 @@ def test_cancel_during_transfer(kubevirt_clusters, kv_namespace, other_namespace
     handleMigrationAbort), the source reports the abort and the target records it once the source's
     end arrived through the sync controller (migration-target.go:248-287)."""
     src = kv_namespace
-    dst, target, where = ((kv_namespace, "target", ("--to-context", "target")) if cross
-                          else (other_namespace, "source", ("--to-namespace", other_namespace)))
+    dst, target, where = destination(kv_namespace, other_namespace, cross)
     s, t = kubevirt_clusters.by_name("source"), kubevirt_clusters.by_name(target)
     start_vm(kubevirt_clusters, src)
     proc = background(kubevirt_clusters, "migrate", "vm1", "--context", "source", "-n", src, *where, *FOLLOW)
@@ -194,21 +203,24 @@ def test_cancel_during_transfer(kubevirt_clusters, kv_namespace, other_namespace
     assert code == errors.OK and "nothing to cancel" in out, out + err
 
 
+@BOTH
 def test_target_failing_before_handoff_ends_the_source_and_names_the_cause(kubevirt_clusters, kv_namespace,
-                                                                           node_sides, dlm):
+                                                                           other_namespace, node_sides, dlm, cross):
     """Finding 3 of the fidelity review, on KubeVirt's own controllers (the simulator tier has
     tests/e2e/test_failures.py::test_target_failing_before_handoff_ends_the_source_and_names_the_cause).
     The receiving launcher crashes before the hand-off: the real target migration fails, but nothing
     fails the source migration (migration.go:1909-1916 needs the hand-off), so the plugin ends it,
-    exits "failed" and names the target's reason."""
+    exits "failed" and names the target's reason. Within one cluster the same: the receiving pod is
+    in the other namespace, on the same cluster's nodes."""
     ns = kv_namespace
+    dst, target, where = destination(kv_namespace, other_namespace, cross)
     s = kubevirt_clusters.by_name("source")
     start_vm(kubevirt_clusters, ns)
-    receiving = lambda pod: (pod["metadata"]["namespace"] == ns   # noqa: E731
+    receiving = lambda pod: (pod["metadata"]["namespace"] == dst   # noqa: E731
                              and "kubevirt.io/migrationJobUID" in (pod["metadata"].get("labels") or {}))
-    with node_sides["target"].failing(receiving, "virt-launcher crashed"):
-        code, out, err = dlm("migrate", "vm1", "--context", "source", "-n", ns, "--to-context", "target", *FOLLOW)
-    assert code == errors.FAILED, out + err + dump(kubevirt_clusters, ns)
+    with node_sides[target].failing(receiving, "virt-launcher crashed"):
+        code, out, err = dlm("migrate", "vm1", "--context", "source", "-n", ns, *where, *FOLLOW)
+    assert code == errors.FAILED, out + err + dump(kubevirt_clusters, ns) + dump(kubevirt_clusters, dst)
     assert "ending the source migration" in out
     assert "no reason" not in err and "kubectl dlm cleanup vm1" in err, err
     held = [m for m in get(s, ns, "virtualmachineinstancemigrations")["items"]
@@ -230,16 +242,19 @@ def broken_transfer():
     handler.NETWORK._fail_next.clear()
 
 
-def test_transfer_failing_after_handoff_fails_the_move_with_libvirts_reason(kubevirt_clusters, kv_namespace, dlm,
-                                                                             broken_transfer):
+@BOTH
+def test_transfer_failing_after_handoff_fails_the_move_with_libvirts_reason(kubevirt_clusters, kv_namespace,
+                                                                             other_namespace, dlm, broken_transfer,
+                                                                             cross):
     """Also on the simulator tier: tests/e2e/test_migrate.py::test_failure_mid_transfer_then_cleanup_then_retry.
     The source's launcher reports the failed job (setMigrationResult), the played handler copies it to
     the source VMI (migration-source.go:191-218) and the real migration controller fails the source
     migration ("source node reported migration failed"); the VM keeps running where it was."""
     ns = kv_namespace
+    dst, _, where = destination(kv_namespace, other_namespace, cross)
     s = kubevirt_clusters.by_name("source")
     start_vm(kubevirt_clusters, ns)
-    code, out, err = dlm("migrate", "vm1", "--context", "source", "-n", ns, "--to-context", "target", *FOLLOW)
+    code, out, err = dlm("migrate", "vm1", "--context", "source", "-n", ns, *where, *FOLLOW)
     assert code == errors.FAILED, out + err + dump(kubevirt_clusters, ns)
     assert "vm1: failed" in out
     assert broken_transfer in err, err
@@ -247,19 +262,23 @@ def test_transfer_failing_after_handoff_fails_the_move_with_libvirts_reason(kube
     assert vmi["status"]["phase"] == "Running"
     ms = vmi["status"]["migrationState"]
     assert ms["failed"] is True and ms["failureReason"] == broken_transfer
-    assert [m["status"]["phase"] for m in get(s, ns, "virtualmachineinstancemigrations")["items"]] == ["Failed"]
+    assert [m["status"]["phase"] for m in get(s, ns, "virtualmachineinstancemigrations")["items"]
+            if not m["spec"].get("receive")] == ["Failed"]
 
 
-def test_killed_and_run_again_resumes_without_a_second_vmim(kubevirt_clusters, kv_namespace, dlm):
+@BOTH
+def test_killed_and_run_again_resumes_without_a_second_vmim(kubevirt_clusters, kv_namespace, other_namespace, dlm,
+                                                            cross):
     """Also on the simulator tier: tests/e2e/test_survive.py::test_killed_and_run_again_resumes_without_a_second_vmim.
     The CLI dies mid-transfer; the migration goes on in KubeVirt, and `migrate` run again follows the
     same migration (same migration ID, one target VMIM) to its end."""
     ns = kv_namespace
-    s, t = kubevirt_clusters.by_name("source"), kubevirt_clusters.by_name("target")
+    dst, target, where = destination(kv_namespace, other_namespace, cross)
+    s, t = kubevirt_clusters.by_name("source"), kubevirt_clusters.by_name(target)
     start_vm(kubevirt_clusters, ns)
     before, handler.NETWORK.transfer_seconds = handler.NETWORK.transfer_seconds, 6
     try:
-        args = ("migrate", "vm1", "--context", "source", "-n", ns, "--to-context", "target", *FOLLOW)
+        args = ("migrate", "vm1", "--context", "source", "-n", ns, *where, *FOLLOW)
         proc = background(kubevirt_clusters, *args)
         try:
             first = wait_vmim_phase(s, ns, ("Running", "TargetReady", "PreparingTarget"))
@@ -270,10 +289,10 @@ def test_killed_and_run_again_resumes_without_a_second_vmim(kubevirt_clusters, k
     finally:
         handler.NETWORK.transfer_seconds = before
     assert code == errors.OK, out + err + dump(kubevirt_clusters, ns)
-    targets = get(t, ns, "virtualmachineinstancemigrations")["items"]
+    targets = [m for m in get(t, dst, "virtualmachineinstancemigrations")["items"] if m["spec"].get("receive")]
     label = "dlm.kubevirt-tools.io/migration-id"
     assert [m["metadata"]["labels"][label] for m in targets] == [first["metadata"]["labels"][label]]
-    assert_moved(kubevirt_clusters, "source", ns, "target", ns)
+    assert_moved(kubevirt_clusters, "source", ns, target, dst)
 
 
 def test_reviewed_bundle_is_applied_with_secrets_copied_server_to_server(kubevirt_clusters, kv_namespace, dlm,
