@@ -36,10 +36,10 @@ from __future__ import annotations
 
 import math
 import re
-import threading
 from datetime import datetime, timezone
 
 from tests.harness.apiserver import ApiError
+from tests.kubevirt.loop import Loop
 
 MERGE = "application/merge-patch+json"
 API = "cdi.kubevirt.io"
@@ -179,39 +179,15 @@ def conditions(old: list[dict], phase: str, pvc: dict | None) -> list[dict]:
     return out
 
 
-class CDI:
+class CDI(Loop):
     """CDI's DataVolume and config controllers, the importer's outcome, and PV binding for one cluster,
-    as a background thread polling every 0.2 s."""
+    as a background loop polling every 0.2 s."""
+    name = "cdi"
 
     def __init__(self, cluster, period: float = 0.2):
-        self.cluster, self.period = cluster, period
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__(cluster, period)
         self._ticks = 0
         self._status: dict | None = None
-        self.errors: list[str] = []
-
-    def start(self) -> "CDI":
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name=f"cdi-{self.cluster.name}", daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join(timeout=10)
-            self._thread = None
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.step()
-            except Exception as e:   # keep playing; a test that waits on it shows this on failure
-                self.errors.append(repr(e))
-                del self.errors[:-20]
-            self._stop.wait(self.period)
 
     def req(self, method, path, body=None, content_type="application/json"):
         return self.cluster.request(method, path, body, content_type=content_type)

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from tests.harness.apiserver import ApiError
+from tests.kubevirt.loop import Loop
 
 POLL = 0.2
 VMIS = "/apis/kubevirt.io/v1/virtualmachineinstances"
@@ -77,6 +78,9 @@ class Listener:
     ports: dict                  # host port (str) -> port in the launcher, as TargetDirectMigrationNodePorts
 
 
+# A stream broken by the other side, as QEMU describes it (the tail of libvirt's
+# "operation failed: migration out job: %s", qemuMigrationJobCheckStatus).
+BROKEN_STREAM = "operation failed: migration out job: Unable to write to socket: Connection reset by peer"
 STALL_AT = 0.25   # the share of the data sent when a transfer that cannot converge stops making headway
 
 
@@ -92,6 +96,8 @@ class Transfer:
     deadline: float
     fail: str | None = None
     aborted: bool = False
+    kill_target_at: float | None = None   # monotonic times at which a launcher pod dies (fail_*_at)
+    kill_source_at: float | None = None
     total_bytes: int = 1
     seconds: float = 1.0
     dirty_rate: int = 0                 # bytes/s the guest dirties while it runs
@@ -125,6 +131,8 @@ class Network:
     transfer_seconds: float = 1.0
     transfer_bytes: int | None = None   # DataTotal of the next transfers (default: guest memory + copied disks)
     dirty_rate: int = 0                 # bytes/s the guest dirties during the next transfers (see Transfer.fraction)
+    fail_target_at: float | None = None  # the target's launcher pod dies at this share of the next transfer
+    fail_source_at: float | None = None  # the source's launcher pod dies at this share of the next transfer
     lock: threading.RLock = field(default_factory=threading.RLock)
     listeners: dict = field(default_factory=dict)    # "address:port" -> Listener
     transfers: list = field(default_factory=list)
@@ -137,6 +145,12 @@ class Network:
         when its qemu is gone (cmd/virt-launcher/virt-launcher.go:536-560), as after the source's
         domain migrated away. For the played kubelet, which reports the pod Succeeded then."""
         return self.exited.get((pod["metadata"].get("labels") or {}).get("kubevirt.io/created-by"))
+
+    def reset(self) -> None:
+        """The knobs back to their defaults (a test's faults end with it)."""
+        self.transfer_seconds, self.transfer_bytes, self.dirty_rate = 1.0, None, 0
+        self.fail_target_at = self.fail_source_at = None
+        self._fail_next.clear()
 
     def fail_next_transfer(self, reason: str) -> None:
         """The next transfer to start breaks halfway with this libvirt error (the source's
@@ -186,8 +200,39 @@ class Network:
             vmi_uid = target.handler.vmi_uid(target.key)
             target.handler.domains[target.key] = Domain(vmi_uid or "", "Paused", "Migration",
                                                          copy.deepcopy(src.migration))
-        self.transfers.append(Transfer(source, key, target, deadline, fail, total_bytes=self.transfer_bytes or total_bytes,
-                                       seconds=max(self.transfer_seconds, 0.01), dirty_rate=self.dirty_rate))
+        t = Transfer(source, key, target, deadline, fail, total_bytes=self.transfer_bytes or total_bytes,
+                     seconds=max(self.transfer_seconds, 0.01), dirty_rate=self.dirty_rate)
+        if target is not None:   # one shot each: the next transfer only
+            if self.fail_target_at is not None:
+                t.kill_target_at, self.fail_target_at = t.started + t.seconds * self.fail_target_at, None
+            if self.fail_source_at is not None:
+                t.kill_source_at, self.fail_source_at = t.started + t.seconds * self.fail_source_at, None
+        self.transfers.append(t)
+
+    def kill_target(self, handler: "Handler", namespace: str, name: str) -> None:
+        """The target's virt-launcher dies (its qemu with it): the incoming domain is gone, and the
+        source's libvirt job breaks on the lost stream and fails with QEMU's error
+        (qemuMigrationJobCheckStatus: "operation failed: migration out job: <QEMU's error-desc>"),
+        which the source launcher records (setMigrationResult(true, err.Error()), l-m-source.go:1414-1418)."""
+        for key in [k for k in handler.domains if k[1:] == (namespace, name)]:
+            del handler.domains[key]
+        for t in self.transfers:
+            if t.target is not None and t.target.handler is handler and t.target.key[1:] == (namespace, name):
+                t.ended_at, t.fail, t.deadline = t.fraction(), BROKEN_STREAM, time.monotonic()
+                t.kill_target_at = None
+        for addr in [a for a, lst in self.listeners.items() if lst.handler is handler and lst.key[1:] == (namespace, name)]:
+            del self.listeners[addr]
+
+    def kill_source(self, handler: "Handler", namespace: str, name: str) -> None:
+        """The source's virt-launcher dies (its qemu with it): its domain and the KubeVirt metadata
+        in it are gone, so nothing reports the job's end; the incoming domain on the target is
+        destroyed as libvirt does when the stream breaks."""
+        for key in [k for k in handler.domains if k[1:] == (namespace, name)]:
+            del handler.domains[key]
+        for t in [t for t in self.transfers if t.source is handler and t.source_key[1:] == (namespace, name)]:
+            self.transfers.remove(t)
+            if t.target is not None:
+                t.target.handler.domains.pop(t.target.key, None)
 
     def abort(self, source: "Handler", key: tuple) -> bool:
         """virDomainAbortJob on the source's migration job (l-m-source.go:978-1021)."""
@@ -200,6 +245,14 @@ class Network:
 
     def advance(self) -> None:
         """Finish the transfers whose time is up, as libvirt and both launchers report the end."""
+        t_now = time.monotonic()
+        for t in list(self.transfers):   # a launcher pod dies during the transfer (fail_*_at)
+            if t.kill_target_at is not None and t_now >= t.kill_target_at and t.target is not None:
+                t.kill_target_at = None
+                kill_launcher(t.target.handler, *t.target.key[1:], target=True, network=self)
+            if t.kill_source_at is not None and t_now >= t.kill_source_at:
+                t.kill_source_at = None
+                kill_launcher(t.source, *t.source_key[1:], target=False, network=self)
         due = [t for t in self.transfers if time.monotonic() >= t.deadline]
         for t in due:
             self.transfers.remove(t)
@@ -234,18 +287,16 @@ class Network:
 running: list["Handler"] = []   # for the report of a failed test (tests/kubevirt/fixtures.py)
 
 
-class Handler:
+class Handler(Loop):
     """The virt-handlers of one cluster's Nodes (see the module docstring)."""
+    name = "virt-handler"
 
     def __init__(self, install, network: Network):
+        super().__init__(install.cluster, POLL)
         self.install = install
-        self.cluster = install.cluster
         self.network = network
         self.domains: dict[tuple, Domain] = {}     # (node, namespace, name) -> Domain
         self._vmi_uids: dict[tuple, str] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.errors: list[str] = []
         self.writes = 0
         from tests.kubevirt.handler_pods import HandlerPods
         self.pods = HandlerPods(install, self.readings)   # its DaemonSet's Pods and their metrics endpoints
@@ -254,16 +305,12 @@ class Handler:
 
     def start(self) -> "Handler":
         running.append(self)
-        self._thread = threading.Thread(target=self._loop, name=f"virt-handler-{self.cluster.name}", daemon=True)
-        self._thread.start()
-        return self
+        return super().start()
 
     def stop(self) -> None:
         if self in running:
             running.remove(self)
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        super().stop()
         self.pods.stop()
 
     def readings(self, node: str) -> list[tuple[str, str, str, dict]]:
@@ -280,14 +327,6 @@ class Handler:
         with self.network.lock:
             self.pods.serve_again()
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.tick()
-            except Exception as e:   # the loop must survive a server hiccup; the test sees the logged error
-                self.errors.append(f"{type(e).__name__}: {e}")
-            self._stop.wait(POLL)
-
     def describe(self) -> str:
         """For a failed test's report: the domains and the last errors of the loop."""
         lines = [f"{k}: {d}" for k, d in sorted(self.domains.items())]
@@ -296,7 +335,7 @@ class Handler:
     def vmi_uid(self, key: tuple) -> str | None:
         return self._vmi_uids.get(key[1:])
 
-    def tick(self) -> None:
+    def step(self) -> None:
         vmis = self.cluster.request("GET", VMIS)["items"]
         nodes = {n["metadata"]["name"]: n for n in self.cluster.request("GET", "/api/v1/nodes")["items"]}
         pods = self.cluster.request("GET", "/api/v1/pods?labelSelector=kubevirt.io%3Dvirt-launcher")["items"]
@@ -604,26 +643,32 @@ class Handler:
 
     @staticmethod
     def _conditions(node_obj: dict, vmi: dict) -> None:
-        """updateLiveMigrationConditions (HV:747-783): LiveMigratable and StorageLiveMigratable, and
-        the migration method (a block migration when a disk is not shared, HV:1849-1925)."""
+        """updateLiveMigrationConditions (HV:747-783): LiveMigratable (calculateLiveMigrationCondition,
+        HV:1247-1295: the first problem found, the disks' last), StorageLiveMigratable
+        (calculateLiveStorageMigrationCondition, HV:1367-1402: every problem but the disks, as
+        "reason: message, ...", HV:1322-1331) and the migration method (check_volumes)."""
         st = vmi["status"]
         cpu = vmi["spec"]["domain"].get("cpu") or {}
         labels = node_obj["metadata"].get("labels") or {}
-        problem = None
+        problems = []
         if cpu.get("model") == "host-model" and not any(k.startswith(HOST_MODEL_LABEL) for k in labels):
             # HV:2441-2450 isHostModelMigratable (hostCpuModel comes from node-labeller)
-            problem = ("CPUModeLiveMigratable",
-                       f"the node \"{st.get('nodeName', '')}\" does not allow migration with host-model")
+            problems.append(("CPUModeLiveMigratable",
+                             f"the node \"{st.get('nodeName', '')}\" does not allow migration with host-model"))
+        block, disks = check_volumes(vmi)
         live = {"type": "LiveMigratable", "status": "True", "lastProbeTime": None, "lastTransitionTime": None}
         storage = {"type": "StorageLiveMigratable", "status": "True", "lastProbeTime": None, "lastTransitionTime": None}
-        if problem:
-            live = dict(live, status="False", reason=problem[0], message=problem[1])
-            storage = dict(storage, status="False", reason="NotMigratable", message=problem[1])
+        first = problems[0] if problems else (("DisksNotLiveMigratable", disks) if disks else None)
+        if first:
+            live = dict(live, status="False", reason=first[0], message=first[1])
+        if problems:
+            storage = dict(storage, status="False", reason="NotMigratable",
+                           message=", ".join(f"{r}: {m}" for r, m in problems))
         keep = [c for c in st.get("conditions") or [] if c["type"] not in ("LiveMigratable", "StorageLiveMigratable")]
         before = {c["type"]: c for c in st.get("conditions") or []}
         st["conditions"] = keep + [before.get(c["type"]) if _same(before.get(c["type"]), c) else c
                                    for c in (live, storage)]
-        st["migrationMethod"] = "BlockMigration" if is_block_migration(vmi, from_spec=True) else "LiveMigration"
+        st["migrationMethod"] = "BlockMigration" if block else "LiveMigration"
 
 
 def _same(a: dict | None, b: dict) -> bool:
@@ -695,33 +740,77 @@ def migration_in_progress(vmi: dict, domain: Domain | None) -> bool:
 
 
 def is_block_migration(vmi: dict, from_spec: bool = False) -> bool:
-    """IsBlockMigration (types.go:546-549); from_spec: checkVolumesForMigration's verdict (HV:1849-1925):
-    a containerDisk (any volume that is not a shared PVC, a filesystem or read-only) makes it one."""
+    """IsBlockMigration (types.go:546-549); from_spec: checkVolumesForMigration's verdict (check_volumes)."""
     st = vmi.get("status", {})
     if not from_spec:
         return st.get("migrationMethod") == "BlockMigration" or bool(st.get("migratedVolumes"))
-    return bool(st.get("migratedVolumes")) or bool(copied_volumes(vmi))
+    return check_volumes(vmi)[0]
+
+
+NOT_SHARED = "cannot migrate VMI: PVC {} is not shared, live migration requires that all PVCs must be shared " \
+             "(using ReadWriteMany access mode)"
+UNKNOWN_SHARING = "cannot migrate VMI: Unable to determine if PVC {} is shared, live migration requires that all " \
+                  "PVCs must be shared (using ReadWriteMany access mode)"
+
+
+def check_volumes(vmi: dict) -> tuple[bool, str | None]:
+    """checkVolumesForMigration (HV:1849-1925): (block migration, the error that makes the VMI's
+    disks not live-migratable). A PVC or DataVolume must be ReadWriteMany or one of the VMI's
+    migratedVolumes (the receiving VMI of a DLM has them all: virt-controller's
+    GenerateReceiverMigratedVolumes, pkg/virt-controller/watch/vm/vm.go:870-886); the first one that
+    is neither ends the check with block = True. Any other volume that is not a virtiofs filesystem
+    or a read-only CD-ROM (a containerDisk, cloudInit, ...) is copied: a block migration."""
+    st = vmi.get("status", {})
+    status = {v["name"]: v for v in st.get("volumeStatus") or []}
+    migrated = {v.get("volumeName") for v in st.get("migratedVolumes") or []}
+    block = bool(migrated)
+    devices = vmi["spec"]["domain"].get("devices") or {}
+    filesystems = {f["name"] for f in devices.get("filesystems") or []}
+    read_only = {d["name"] for d in devices.get("disks") or []        # isReadOnlyDisk (HV:1843-1847)
+                 if "cdrom" in d and (d["cdrom"] or {}).get("readonly", True)}
+
+    def shared(info: dict) -> bool:   # storagetypes.HasSharedAccessMode: ReadWriteMany
+        return "ReadWriteMany" in (info.get("accessModes") or [])
+    for v in vmi["spec"].get("volumes") or []:
+        info = (status.get(v["name"]) or {}).get("persistentVolumeClaimInfo")
+        if "persistentVolumeClaim" in v or "dataVolume" in v:
+            claim = (v.get("persistentVolumeClaim") or {}).get("claimName") or (v.get("dataVolume") or {}).get("name")
+            if info is None:
+                return True, UNKNOWN_SHARING.format(claim)
+            if not shared(info) and v["name"] not in migrated:
+                return True, NOT_SHARED.format(claim)
+        elif "hostDisk" in v:
+            if info is not None:
+                if not shared(info) and v["name"] not in migrated:
+                    return True, NOT_SHARED.format(info.get("claimName"))
+                continue
+            if not v["hostDisk"].get("shared"):
+                return True, "cannot migrate VMI with non-shared HostDisk"
+        elif v["name"] not in filesystems and v["name"] not in read_only:
+            block = True
+    return block, None
 
 
 def copied_volumes(vmi: dict) -> list[str]:
-    """The volumes a migration copies: checkVolumesForMigration's verdict per volume (HV:1849-1925,
-    see is_block_migration)."""
+    """The volumes a block migration copies: every volume that is not shared storage (a
+    ReadWriteMany claim, a shared hostDisk, a virtiofs filesystem, a read-only CD-ROM)."""
     st = vmi.get("status", {})
-    shared = {v["name"] for v in st.get("volumeStatus") or []
-              if "ReadWriteMany" in ((v.get("persistentVolumeClaimInfo") or {}).get("accessModes") or [])}
+    status = {v["name"]: v for v in st.get("volumeStatus") or []}
     devices = vmi["spec"]["domain"].get("devices") or {}
     filesystems = {f["name"] for f in devices.get("filesystems") or []}
-    read_only = {d["name"] for d in devices.get("disks") or [] if (d.get("disk") or {}).get("readonly") or "cdrom" in d}
+    read_only = {d["name"] for d in devices.get("disks") or []
+                 if "cdrom" in d and (d["cdrom"] or {}).get("readonly", True)}
     copied = []
     for v in vmi["spec"].get("volumes") or []:
-        if "persistentVolumeClaim" in v or "dataVolume" in v:
-            if v["name"] not in shared:
+        info = (status.get(v["name"]) or {}).get("persistentVolumeClaimInfo") or {}
+        if "persistentVolumeClaim" in v or "dataVolume" in v or ("hostDisk" in v and info):
+            if "ReadWriteMany" not in (info.get("accessModes") or []):
                 copied.append(v["name"])
         elif "hostDisk" in v:
             if not v["hostDisk"].get("shared"):
                 copied.append(v["name"])
         elif v["name"] not in filesystems and v["name"] not in read_only:
-            copied.append(v["name"])   # containerDisk, cloudInit, emptyDisk, ... are copied (HV:1900-1921)
+            copied.append(v["name"])
     return copied
 
 
@@ -782,6 +871,61 @@ def handler_for(install) -> Handler:
             side.exits.append(NETWORK.launcher_exit)
         h = _handlers[id(install.cluster)] = Handler(install, NETWORK).start()
     return h
+
+
+def kill_launcher(h: Handler, namespace: str, name: str, *, target: bool, network: Network | None = None,
+                  message: str = "virt-launcher crashed") -> None:
+    """The virt-launcher of VMI namespace/name on h's cluster dies: the played kubelet reports its
+    pod Failed (nodes.NodeSide.fail_pod) and the played libvirt loses its domain (Network.kill_*)."""
+    from tests.kubevirt.nodes import node_side
+    network = network or h.network
+    try:
+        vmi = h.cluster.request("GET", f"/apis/kubevirt.io/v1/namespaces/{namespace}/virtualmachineinstances/{name}")
+    except ApiError as e:
+        if e.status == 404:
+            return
+        raise
+    uid = vmi["metadata"]["uid"]
+    pods = h.cluster.request("GET", f"/api/v1/namespaces/{namespace}/pods?labelSelector=kubevirt.io%2Fcreated-by%3D{uid}")
+    side = node_side(h.cluster)
+    for pod in pods["items"]:
+        if (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
+            side.fail_pod(namespace, pod["metadata"]["name"], message)
+    with network.lock:
+        if target:
+            network.kill_target(h, namespace, name)
+        else:
+            network.kill_source(h, namespace, name)
+
+
+def kill_target_pod(install, namespace: str, name: str) -> None:
+    """The receiving VMI's launcher pod dies now (faults: kill_target_pod)."""
+    kill_launcher(handler_for(install), namespace, name, target=True)
+
+
+def kill_source_pod(install, namespace: str, name: str) -> None:
+    """The sending VMI's launcher pod dies now (faults: kill_source_pod)."""
+    kill_launcher(handler_for(install), namespace, name, target=False)
+
+
+MIGRATION_JOB_LABEL = "kubevirt.io/migrationJobUID"   # types.go:1165, on a migration's target pod
+
+
+def target_pod_never_ready(installs, message: str = "virt-launcher failed to start") -> None:
+    """The next migration target launcher pod on any of these clusters never runs (quota, image, a
+    crash at start): the played kubelet reports it Failed instead of Running; one shot across them
+    (faults: target_pod_never_ready). NodeSide.forget_fail_next disarms it."""
+    from tests.kubevirt.nodes import node_side
+    fired: list[str] = []
+
+    def first_target(pod: dict) -> bool:
+        if MIGRATION_JOB_LABEL not in (pod["metadata"].get("labels") or {}):
+            return False
+        if not fired:
+            fired.append(pod["metadata"]["uid"])
+        return fired[0] == pod["metadata"]["uid"]
+    for install in installs:
+        node_side(install.cluster).fail_next(first_target, message)
 
 
 def stop_all() -> None:

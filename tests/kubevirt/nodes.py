@@ -42,6 +42,7 @@ from datetime import datetime, timezone
 from typing import Callable, Iterable
 
 from tests.harness.apiserver import ApiError
+from tests.kubevirt.loop import Loop
 
 MERGE = "application/merge-patch+json"
 # Pod status is patched as the scheduler (pkg/scheduler/util PatchPodStatus) and the kubelet's status
@@ -370,38 +371,23 @@ def exited_status(pod: dict, exit_code: int, message: str = "") -> dict:
 
 # ---- the loops ----
 
-class NodeSide:
-    """kube-scheduler and one kubelet per Node for one test cluster, as a background thread that
+class NodeSide(Loop):
+    """kube-scheduler and one kubelet per Node for one test cluster, as a background loop that
     polls every 0.2 s. Start it with start(), stop with stop()."""
+    name = "node-side"
 
     def __init__(self, cluster, period: float = 0.2):
-        self.cluster = cluster
-        self.period = period
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__(cluster, period)
         self._lock = threading.Lock()
         self._doomed: list[tuple[Callable[[dict], bool], str]] = []
+        self._next: list[tuple[Callable[[dict], bool], str]] = []   # fail_next's, among _doomed
         # Who knows that a pod's process exited (e.g. the played virt-handler, once the domain is
         # gone): each is asked about every Running pod; an int is the exit code of all its containers.
         self.exits: list[Callable[[dict], int | None]] = []
         self._ips: dict[str, str] = {}     # pod uid -> pod IP
         self._net = {"source": 1, "target": 2}.get(cluster.name, 3)
-        self.errors: list[str] = []
 
     # -- the API --
-
-    def start(self) -> "NodeSide":
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name=f"node-side-{self.cluster.name}", daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join(timeout=10)
-            self._thread = None
 
     def ensure_nodes(self, wanted: list[dict]) -> None:
         """Create the Nodes that do not exist yet (and their kubelet's status)."""
@@ -453,21 +439,31 @@ class NodeSide:
             with self._lock:
                 self._doomed.remove(entry)
 
+    def fail_next(self, predicate: Callable[[dict], bool], message: str = "virt-launcher crashed") -> None:
+        """The next pod matching `predicate` that has yet to start is reported Failed instead of
+        Running; one shot (see `failing` for a block)."""
+        chosen: list[str] = []
+
+        def first(pod: dict) -> bool:
+            if not chosen and (pod.get("status") or {}).get("phase", "Pending") == "Pending" and predicate(pod):
+                chosen.append(pod["metadata"]["uid"])
+            return pod["metadata"]["uid"] in chosen
+        with self._lock:
+            self._doomed.append((first, message))
+            self._next.append((first, message))
+
+    def forget_fail_next(self) -> None:
+        """Disarm every `fail_next` (a test's faults end with it)."""
+        with self._lock:
+            self._doomed[:] = [d for d in self._doomed if d not in self._next]
+            self._next.clear()
+
     def fail_pod(self, namespace: str, name: str, message: str = "virt-launcher crashed", exit_code: int = 1) -> dict:
         """The kubelet reports this pod's containers terminated and the pod Failed, now."""
         pod = self.cluster.request("GET", f"/api/v1/namespaces/{namespace}/pods/{name}")
         return self._patch_status(pod, failed_status(pod, message, exit_code))
 
     # -- the loop --
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.step()
-            except Exception as e:   # keep playing; a test that depends on it times out and shows this
-                self.errors.append(repr(e))
-                del self.errors[:-20]
-            self._stop.wait(self.period)
 
     def step(self) -> None:
         all_nodes = self.list_nodes()

@@ -30,9 +30,17 @@ def test_knobs_are_put_back_and_namespaces_deleted(kubevirt_clusters, node_sides
     ns = tier.namespaces("source", "target")
     tier.faults.transfer_seconds = before + 7
     tier.faults.fail_next_transfer("broken")
-    assert handler.NETWORK.transfer_seconds == before + 7
+    tier.faults.transfer_bytes, tier.faults.dirty_rate = 2**30, 2**20
+    tier.faults.fail_target_at = tier.faults.fail_source_at = 0.5
+    tier.faults.target_pod_never_ready = True
+    tier.faults.stop_handler_metrics("source")
+    assert handler.NETWORK.transfer_seconds == before + 7 and handler.NETWORK.dirty_rate == 2**20
+    assert all(side._next for side in node_sides.values()) and handlers["source"].pods.silent
     tier.close()
     assert handler.NETWORK.transfer_seconds == before and not handler.NETWORK._fail_next
+    assert handler.NETWORK.transfer_bytes is None and handler.NETWORK.dirty_rate == 0
+    assert handler.NETWORK.fail_target_at is None and handler.NETWORK.fail_source_at is None
+    assert not any(side._next for side in node_sides.values()) and not handlers["source"].pods.silent
     for c in kubevirt_clusters:
         assert tier.get(c.name, "vm", ns, "x") is None
         assert all(n["metadata"]["name"] != ns for n in c.request("GET", "/api/v1/namespaces")["items"]

@@ -86,7 +86,11 @@ def condition(obj: dict | None, ctype: str) -> dict | None:
 
 
 def live_migratable(vmi: dict | None) -> bool:
-    return phase(vmi) == "Running" and (condition(vmi, "LiveMigratable") or {}).get("status") == "True"
+    """Running, and migratable as virt-api admits a decentralized migration: LiveMigratable True,
+    or False only because of its disks (DisksNotLiveMigratable: a claim that is not ReadWriteMany,
+    which DLM copies; migration-create-admitter.go:59-72)."""
+    cond = condition(vmi, "LiveMigratable") or {}
+    return phase(vmi) == "Running" and (cond.get("status") == "True" or cond.get("reason") == "DisksNotLiveMigratable")
 
 
 class Faults:
@@ -95,6 +99,8 @@ class Faults:
     def __init__(self, tier: "Tier"):
         self._tier = tier
         self._saved_transfer_seconds = handler.NETWORK.transfer_seconds
+        self._never_ready = False
+        self._metrics_stopped: set[str] = set()
 
     # ---- played libvirt (handler.Network) ----
 
@@ -110,6 +116,75 @@ class Faults:
     def fail_next_transfer(self, reason: str) -> None:
         """The next transfer breaks halfway with this libvirt error (handler.Network)."""
         handler.NETWORK.fail_next_transfer(reason)
+
+    @property
+    def transfer_bytes(self) -> int | None:
+        """DataTotal of the next transfers (default: guest memory + the copied disks' capacity)."""
+        return handler.NETWORK.transfer_bytes
+
+    @transfer_bytes.setter
+    def transfer_bytes(self, n: int | None) -> None:
+        handler.NETWORK.transfer_bytes = n
+
+    @property
+    def dirty_rate(self) -> int:
+        """Bytes/s the guest dirties during the next transfers; at or above the transfer rate pre-copy
+        makes no headway: the remaining bytes stand still until the transfer's time is up."""
+        return handler.NETWORK.dirty_rate
+
+    @dirty_rate.setter
+    def dirty_rate(self, rate: int) -> None:
+        handler.NETWORK.dirty_rate = rate
+
+    @property
+    def fail_target_at(self) -> float | None:
+        """The target's launcher pod dies at this share of the next transfer (one shot)."""
+        return handler.NETWORK.fail_target_at
+
+    @fail_target_at.setter
+    def fail_target_at(self, at: float | None) -> None:
+        handler.NETWORK.fail_target_at = at
+
+    @property
+    def fail_source_at(self) -> float | None:
+        """The source's launcher pod dies at this share of the next transfer (one shot). KubeVirt
+        v1.9.0 then never ends the migration (tests/kubevirt/test_handler_faults.py)."""
+        return handler.NETWORK.fail_source_at
+
+    @fail_source_at.setter
+    def fail_source_at(self, at: float | None) -> None:
+        handler.NETWORK.fail_source_at = at
+
+    def kill_target_pod(self, cluster: str, namespace: str, vmi_name: str) -> None:
+        """The receiving VMI's launcher pod dies now (its incoming domain with it)."""
+        handler.kill_target_pod(self._tier.clusters.kubevirt[cluster], namespace, vmi_name)
+
+    def kill_source_pod(self, cluster: str, namespace: str, vmi_name: str) -> None:
+        """The sending VMI's launcher pod dies now (its domain with it)."""
+        handler.kill_source_pod(self._tier.clusters.kubevirt[cluster], namespace, vmi_name)
+
+    @property
+    def target_pod_never_ready(self) -> bool:
+        return bool(self._never_ready)
+
+    @target_pod_never_ready.setter
+    def target_pod_never_ready(self, on: bool) -> None:
+        """True: the next migration target launcher pod (on either cluster) is reported Failed
+        instead of Running (quota, image, a crash at start); one shot."""
+        if on and not self._never_ready:
+            self._never_ready = True
+            handler.target_pod_never_ready([self._tier.clusters.kubevirt[c] for c in self._tier.node_sides])
+        elif not on:
+            self._never_ready = False
+            for side in self._tier.node_sides.values():
+                side.forget_fail_next()
+
+    # ---- virt-handler's Pods (handler_pods.py) ----
+
+    def stop_handler_metrics(self, cluster: str) -> None:
+        """virt-handler's pods stay Running but nothing answers on their "metrics" port any more."""
+        self._metrics_stopped.add(cluster)
+        self._tier.handlers[cluster].stop_metrics()
 
     # ---- played kubelet (nodes.NodeSide) ----
 
@@ -144,8 +219,12 @@ class Faults:
         self._tier.clusters.kubevirt[cluster].disable_feature_gate()
 
     def restore(self) -> None:
+        handler.NETWORK.reset()
         handler.NETWORK.transfer_seconds = self._saved_transfer_seconds
-        handler.NETWORK._fail_next.clear()
+        self.target_pod_never_ready = False
+        for cluster in self._metrics_stopped:
+            self._tier.handlers[cluster].serve_metrics()
+        self._metrics_stopped.clear()
         for install in self._tier.clusters.kubevirt.values():
             install.restore()
 
