@@ -118,7 +118,7 @@ def test_source_pod_dying_mid_transfer_leaves_the_migration_open(kubevirt_cluste
     start_vm(kubevirt_clusters, ns)
     network.transfer_seconds, network.fail_source_at = 4, 0.5
     code, out, err = dlm("migrate", "vm1", "--context", "source", "-n", ns, "--to-context", "target",
-                         "--sync-timeout", "60", "--timeout", "20", "-o", "plain", "--skip-checks")
+                         "--sync-timeout", "60", "--timeout", "20", "-o", "plain")
     assert code == errors.TIMED_OUT, out + err + dump(kubevirt_clusters, ns)
     assert "the migration was left as it is" in err
     vmi = get(s, ns, "virtualmachineinstances", "vm1")

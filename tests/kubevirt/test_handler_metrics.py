@@ -15,7 +15,7 @@ from tests.kubevirt.test_dlm_e2e import assert_moved, dlm, dump, start_vm  # noq
 
 pytestmark = pytest.mark.skipif(pod_address() is None, reason="no global unicast address for virt-handler's pod IP "
                                                                  "(the pod proxy refuses loopback)")
-ARGS = ("--sync-timeout", "60", "--timeout", "60", "-o", "json", "--skip-checks")
+ARGS = ("--sync-timeout", "60", "--timeout", "60", "-o", "json")
 
 
 def handler_pods(cluster) -> list[dict]:
