@@ -195,7 +195,7 @@ _octet: list[int] = []
 
 def session_octet() -> int:
     """A second address octet no other test session on this machine uses: the ports are fixed by
-    KubeVirt's Deployments (8443, 9185), so the addresses must differ."""
+    KubeVirt's Deployments (8443 for virt-api and virt-controller), so the addresses must differ."""
     if not _octet:
         for o in [(os.getpid() + i) % 200 + 20 for i in range(200)]:
             with socket.socket() as s:
