@@ -10,7 +10,8 @@ from kubectl_dlm import errors
 from tests.kubevirt import handler
 from tests.kubevirt.played import wait_for
 from tests.kubevirt.tier import vm_manifest
-from tests.kubevirt.test_dlm_e2e import FOLLOW, KV, assert_moved, dlm, dump, get  # noqa: F401 - dlm is a fixture
+from tests.kubevirt.test_dlm_e2e import (FOLLOW, KV, assert_moved, dlm, dump, get,  # noqa: F401 - fixtures
+                                          other_namespace)
 
 
 def start_dv_vm(kubevirt_clusters, ns: str, access_mode: str = "ReadWriteOnce") -> dict:
@@ -48,19 +49,24 @@ def test_what_virt_handler_writes_for_a_data_volume_disk(kubevirt_clusters, kv_n
         assert vmi["status"]["migrationMethod"] == "LiveMigration"
 
 
-def test_cross_cluster_move_of_a_vm_with_a_data_volume(kubevirt_clusters, kv_namespace, dlm):
-    """Also on the simulator tier: tests/e2e/test_migrate.py::test_cross_cluster_move (its VM has a
-    DataVolume). The plugin creates the receiving VM with a blank DataVolume of the same size, which
-    the played CDI makes a PVC; the real VM controller records the receiving claims as the receiving
-    VMI's migratedVolumes (pkg/virt-controller/watch/vm/vm.go:870-886), so its virt-handler listens
-    for a block migration too (the block port, migration-proxy.go:111-117)."""
-    ns = kv_namespace
-    s, t = kubevirt_clusters.by_name("source"), kubevirt_clusters.by_name("target")
-    start_dv_vm(kubevirt_clusters, ns)
-    code, out, err = dlm("migrate", "vm1", "--context", "source", "-n", ns, "--to-context", "target", *FOLLOW)
-    assert code == errors.OK, out + err + dump(kubevirt_clusters, ns)
+@pytest.mark.parametrize("cross", [False, True], ids=["same-cluster", "cross-cluster"])
+def test_move_of_a_vm_with_a_data_volume(kubevirt_clusters, kv_namespace, other_namespace, dlm, cross):
+    """Also on the simulator tier: tests/e2e/test_migrate.py::test_cross_cluster_move and
+    test_same_cluster_namespace_move (their VM has a DataVolume). The plugin creates the receiving VM
+    with a blank DataVolume of the same size, which the played CDI makes a PVC; the real VM controller
+    records the receiving claims as the receiving VMI's migratedVolumes
+    (pkg/virt-controller/watch/vm/vm.go:870-886), so its virt-handler listens for a block migration
+    too (the block port, migration-proxy.go:111-117)."""
+    src = kv_namespace
+    dst, target, where = ((src, "target", ("--to-context", "target")) if cross
+                          else (other_namespace, "source", ("--to-namespace", other_namespace)))
+    s, t = kubevirt_clusters.by_name("source"), kubevirt_clusters.by_name(target)
+    start_dv_vm(kubevirt_clusters, src)
+    code, out, err = dlm("migrate", "vm1", "--context", "source", "-n", src, *where, *FOLLOW)
+    assert code == errors.OK, out + err + dump(kubevirt_clusters, src) + dump(kubevirt_clusters, dst)
     assert "vm1: succeeded" in out
-    assert_moved(kubevirt_clusters, "source", ns, "target", ns)
+    assert_moved(kubevirt_clusters, "source", src, target, dst)
+    ns = dst
     vmi = get(t, ns, "virtualmachineinstances", "vm1")
     ms = vmi["status"]["migrationState"]
     assert len(ms["targetDirectMigrationNodePorts"]) == 2, ms   # the direct and the block port
@@ -71,4 +77,4 @@ def test_cross_cluster_move_of_a_vm_with_a_data_volume(kubevirt_clusters, kv_nam
     [volume] = vmi["status"]["volumeStatus"]
     assert volume["persistentVolumeClaimInfo"]["claimName"] == "vm1-disk"
     # the source keeps its disk: DLM copies it, it never moves a claim
-    assert s.request("GET", f"/api/v1/namespaces/{ns}/persistentvolumeclaims/vm1-disk")["status"]["phase"] == "Bound"
+    assert s.request("GET", f"/api/v1/namespaces/{src}/persistentvolumeclaims/vm1-disk")["status"]["phase"] == "Bound"
