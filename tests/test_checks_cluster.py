@@ -1,5 +1,6 @@
-"""`kubectl dlm check` against the two test clusters with the KubeVirt simulator: each check passing
-and failing on real objects, with its exact message. (Every branch is unit-tested in test_checks.py.)"""
+"""`kubectl dlm check` against the KubeVirt tier (tests/kubevirt: KubeVirt's own virt-api,
+virt-controller and synchronization-controller): each check passing and failing on real objects,
+with its exact message. (Every branch is unit-tested in test_checks.py.)"""
 
 from __future__ import annotations
 
@@ -12,11 +13,24 @@ import pytest
 
 from kubectl_dlm import errors, pem, trust
 
-pytest.importorskip("tests.harness.clusters", reason="the test clusters (tests/harness/clusters.py) are not in this tree")
-pytest.importorskip("tests.sim.fixtures", reason="the KubeVirt simulator (tests/sim) is not in this tree")
+pytest.importorskip("tests.kubevirt.tier", reason="the KubeVirt tier (tests/kubevirt) is not in this tree")
 
-from tests.sim import scenario  # noqa: E402
+from tests.kubevirt.tier import vm_manifest  # noqa: E402
 from tests.test_trust_cluster import own_ca, untrusted  # noqa: E402,F401  (untrusted: a fixture)
+
+MAC = "02:d1:c0:00:00:01"   # the VM's own (a locally administered address), so the MAC rows have one to judge
+
+
+def dv_vm(name: str = "vm1", run_strategy: str = "Always") -> dict:
+    vm = vm_manifest(name, run_strategy, data_volume=True)
+    vm["spec"]["template"]["spec"]["domain"]["devices"]["interfaces"][0]["macAddress"] = MAC
+    return vm
+
+
+def sync_address(kubevirt, cluster: str) -> str:
+    """What the cluster's virt-operator publishes (the harness plays it: tests/harness/kubevirt.py)."""
+    return kubevirt.get(cluster, "kubevirt", "kubevirt", "kubevirt")["status"]["synchronizationAddresses"][0]
+
 
 ROW_NAMES = ("dlm-enabled", "kubevirt-version", "sync-address", "ca-trust", "ca-expiry", "permissions",
              "target-namespace", "vm-running", "live-migratable", "storage-live-migratable", "no-other-migration",
@@ -51,11 +65,11 @@ def post(cluster, path: str, obj: dict) -> dict:
     return cluster.request("POST", path, obj)
 
 
-def test_everything_passes_once_trusted(untrusted, namespaces, kubevirt_sim, cli):
+def test_everything_passes_once_trusted(untrusted, kubevirt, cli):
     clusters = untrusted
-    ns = namespaces("source", "target")
-    vmi = kubevirt_sim.run_vm("source", ns, scenario.vm_manifest("vm1"))
-    mac = vmi["status"]["interfaces"][0]["mac"]
+    ns = kubevirt.namespaces("source", "target")
+    kubevirt.run_vm("source", ns, dv_vm())
+    mac = MAC
     establish_trust(clusters)
 
     code, checks = check(cli, clusters, ns)
@@ -64,21 +78,21 @@ def test_everything_passes_once_trusted(untrusted, namespaces, kubevirt_sim, cli
     assert sorted({c["name"] for c in checks}) == sorted(ROW_NAMES)
     # The test servers answer SelfSubjectAccessReview (allowed for the admin the tests use).
     assert rows(checks, "unknown") == {}
-    # the simulator's Nodes (tests/sim/cluster.py ensure_nodes): none of the target's is the source node
+    # the tier's target Nodes (tests/kubevirt/nodes.py DEFAULT_NODES): none of them is the source node
     assert rows(checks, "pass")[("placement", f"vm {ns}/vm1")][0].startswith(
-        "3 target node(s) can take the receiving pod (target-node01, target-node02, target-node03), with ")
+        "2 target node(s) can take the receiving pod (node03, node04), with ")
     passed = rows(checks, "pass")
     for role in ("source", "target"):
         reason = passed[("permissions", f"{role} namespace {ns} on {role}")][0]
         assert reason.startswith("you may do all ") and reason.endswith("(SelfSubjectAccessReview)")
     src, tgt = own_ca(clusters.source), own_ca(clusters.target)
     assert passed[("dlm-enabled", "cluster target (target)")][0] == \
-        "KubeVirt kubevirt/kubevirt publishes synchronization address 192.0.2.20:9185"
+        f"KubeVirt kubevirt/kubevirt publishes synchronization address {sync_address(kubevirt, 'target')}"
     assert passed[("kubevirt-version", "cluster source (source)")][0] == (
         "KubeVirt v1.9.0 supports decentralized live migration (the kubevirt-fixes row says which of its known DLM bugs "
         "matter for each VM)")
     assert passed[("sync-address", "cluster source (source)")][0] == \
-        "target dials 192.0.2.10:9185: looks routable (judged by the text only; nothing was dialled)"
+        f"target dials {sync_address(kubevirt, 'source')}: looks routable (judged by the text only; nothing was dialled)"
     assert passed[("ca-trust", "target trusts source")][0] == \
         "target's kubevirt-ca holds all 2 of source's valid CA certificate(s)"
     assert passed[("ca-expiry", "kubevirt/kubevirt-ca on target")][0] == \
@@ -89,8 +103,9 @@ def test_everything_passes_once_trusted(untrusted, namespaces, kubevirt_sim, cli
     assert passed[("storage-live-migratable", vm_scope)][0] == "StorageLiveMigratable is True"
     assert passed[("name-collisions", vm_scope)][0] == "nothing on the target has the names the bundle creates"
     assert passed[("mac-addresses", vm_scope)][0] == f"no VM on the target uses {mac}"
+    # CDI wrote the default class into the claim (renderPvcSpec: GetStorageClassByNameWithVirtFallback)
     assert passed[("storage-classes", vm_scope)][0] == \
-        "every disk has a storage class on the target (vm1-disk: no storage class (the target's default))"
+        "every disk has a storage class on the target (vm1-disk: standard)"
 
     table = cli("check", "vm1", "--kubeconfig", clusters.kubeconfig, "--context", "source", "-n", ns,
                 "--to-context", "target")
@@ -98,11 +113,34 @@ def test_everything_passes_once_trusted(untrusted, namespaces, kubevirt_sim, cli
     assert table.stdout.splitlines()[-1] == "0 failed, 0 warning(s), 0 could not be verified, 28 passed"
 
 
-def test_every_problem_on_the_target_is_listed_at_once(untrusted, namespaces, kubevirt_sim, cli):
+@pytest.fixture
+def local_pv(kubevirt):
+    """local_pv(ns): a local PV for the source's class `local` (kubernetes.io/no-provisioner), as an
+    admin makes one, Available as the PV controller reports an unclaimed volume; deleted after the test."""
+    made = []
+
+    def make(ns: str) -> None:
+        name = f"local-{ns}"[:63]
+        kubevirt.request("source", "POST", "/api/v1/persistentvolumes", {
+            "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
+            "spec": {"capacity": {"storage": "2Gi"}, "accessModes": ["ReadWriteOnce"], "volumeMode": "Filesystem",
+                     "storageClassName": "local", "persistentVolumeReclaimPolicy": "Retain",
+                     "local": {"path": "/mnt/disks/vm1"},
+                     "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                         {"key": "kubernetes.io/hostname", "operator": "In", "values": ["node01", "node02"]}]}]}}}})
+        made.append(name)
+        kubevirt.request("source", "PATCH", f"/api/v1/persistentvolumes/{name}/status",
+                         {"status": {"phase": "Available"}}, content_type="application/merge-patch+json")
+    yield make
+    for name in made:
+        kubevirt.request("source", "DELETE", f"/api/v1/persistentvolumes/{name}")
+
+
+def test_every_problem_on_the_target_is_listed_at_once(untrusted, kubevirt, local_pv, cli):
     clusters = untrusted
-    ns = namespaces("source", "target")
-    elsewhere = namespaces("target")
-    vm = scenario.vm_manifest("vm1")
+    ns = kubevirt.namespaces("source", "target")
+    elsewhere = kubevirt.namespaces("target")
+    vm = dv_vm()
     vm["spec"]["dataVolumeTemplates"][0]["spec"]["storage"]["storageClassName"] = "local"
     tspec = vm["spec"]["template"]["spec"]
     tspec["networks"].append({"name": "storage", "multus": {"networkName": "storage-net"}})
@@ -113,23 +151,29 @@ def test_every_problem_on_the_target_is_listed_at_once(untrusted, namespaces, ku
                                             {"name": "cfg", "disk": {"bus": "virtio"}}]
     ci_secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "vm1-ci"}, "type": "Opaque",
                  "data": {"userdata": "I2Nsb3VkLWNvbmZpZwo="}}
-    vmi = kubevirt_sim.run_vm("source", ns, vm, secrets=[ci_secret])
-    mac = vmi["status"]["interfaces"][0]["mac"]
+    local_pv(ns)   # class local has no provisioner: its claims bind to pre-made PVs only
+    # the launcher pod mounts vm1-cfg (a real kubelet would not start it without): it is deleted
+    # once the VM runs, as by someone cleaning up
+    cfg = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "vm1-cfg"}, "data": {"a": "1"}}
+    kubevirt.create("source", "configmap", ns, cfg)
+    kubevirt.run_vm("source", ns, vm, secrets=[ci_secret])
+    kubevirt.delete("source", "configmap", ns, "vm1-cfg")
+    mac = MAC
 
     # On the target: a VM with the same name, a Secret with the same name and other data, and
     # a VM in another namespace using the source VM's MAC address (both halted).
-    squatter = scenario.vm_manifest("vm1", run_strategy="Halted")
-    squatter["metadata"]["namespace"] = ns
-    post(clusters.target, f"/apis/kubevirt.io/v1/namespaces/{ns}/virtualmachines", squatter)
-    # its DataVolume and claim come from KubeVirt/CDI a moment later: wait, so the row is stable
+    squatter = vm_manifest("vm1", "Halted", data_volume=True)
+    kubevirt.create("target", "vm", ns, squatter)
+    # its DataVolume (virt-controller, vm.go:3284-3286 @v1.9.0: also for a halted VM) and claim (CDI)
+    # come a moment later: wait, so the row is stable
     for kind in ("dv", "pvc"):
-        kubevirt_sim.wait_for("target", kind, ns, "vm1-disk", lambda o: o is not None, 20, f"squatter's {kind}")
+        kubevirt.wait_for("target", kind, ns, "vm1-disk", None, 30, f"squatter's {kind}")
     other_secret = copy.deepcopy(ci_secret)
     other_secret["data"] = {"userdata": "I2Nsb3VkLWNvbmZpZwpob3N0bmFtZTogeAo="}
     post(clusters.target, f"/api/v1/namespaces/{ns}/secrets", other_secret)
-    twin = scenario.vm_manifest("twin", run_strategy="Halted")
+    twin = vm_manifest("twin", "Halted")
     twin["spec"]["template"]["spec"]["domain"]["devices"]["interfaces"][0]["macAddress"] = mac
-    post(clusters.target, f"/apis/kubevirt.io/v1/namespaces/{elsewhere}/virtualmachines", twin)
+    kubevirt.create("target", "vm", elsewhere, twin)
 
     code, checks = check(cli, clusters, ns, "--connect-url", "127.0.0.1:9185")
     assert code == errors.REFUSED
@@ -192,9 +236,10 @@ def test_every_problem_on_the_target_is_listed_at_once(untrusted, namespaces, ku
         f"Secret {ns}/vm1-ci on the target differs from the source's (data.userdata); the VM will use the target's")
 
 
-def test_target_namespace_missing_and_vm_not_running(clusters, namespaces, kubevirt_sim, cli):
-    ns = namespaces("source")  # not on the target
-    scenario.create(kubevirt_sim, "source", "vm", ns, scenario.vm_manifest("vm1", run_strategy="Halted"))
+def test_target_namespace_missing_and_vm_not_running(kubevirt, cli):
+    clusters = kubevirt.clusters
+    ns = kubevirt.namespaces("source")  # not on the target
+    kubevirt.create("source", "vm", ns, dv_vm(run_strategy="Halted"))
     code, checks = check(cli, clusters, ns)
     assert code == errors.REFUSED
     vm_scope = f"vm {ns}/vm1"
@@ -216,11 +261,13 @@ def wait_until(predicate, timeout: float = 15) -> None:
         time.sleep(0.1)
 
 
-def test_dlm_gate_off_and_an_old_kubevirt(clusters, namespaces, kubevirt_sim, cli):
-    ns = namespaces("source", "target")
-    kubevirt_sim.run_vm("source", ns, scenario.vm_manifest("vm1"))
-    kubevirt_sim.faults.disable_feature_gate("target")  # undone when the simulator stops
-    wait_until(lambda: not kubevirt_sim.clusters["target"].published_sync_addresses())
+def test_dlm_gate_off_and_an_old_kubevirt(kubevirt, cli):
+    clusters = kubevirt.clusters
+    ns = kubevirt.namespaces("source", "target")
+    kubevirt.run_vm("source", ns, dv_vm())
+    kubevirt.faults.disable_feature_gate("target")   # as an admin does; put back after the test
+    # virt-operator then removes the sync controller and publishes no address (core.go:812-814 @v1.9.0)
+    assert not kubevirt.get("target", "kubevirt", "kubevirt", "kubevirt")["status"].get("synchronizationAddresses")
     status = "/apis/kubevirt.io/v1/namespaces/kubevirt/kubevirts/kubevirt/status"
     clusters.source.request("PATCH", status, {"status": {"observedKubeVirtVersion": "v1.7.1"}},
                             content_type="application/merge-patch+json")
@@ -245,17 +292,19 @@ def test_dlm_gate_off_and_an_old_kubevirt(clusters, namespaces, kubevirt_sim, cl
         "could not verify: no synchronization address is published (see dlm-enabled)"
 
 
-def test_same_cluster_skips_trust_and_says_why(clusters, namespaces, kubevirt_sim, cli):
-    src, dst = namespaces("source"), namespaces("source")
-    kubevirt_sim.run_vm("source", src, scenario.vm_manifest("vm1"))
+def test_same_cluster_skips_trust_and_says_why(kubevirt, cli):
+    clusters = kubevirt.clusters
+    src, dst = kubevirt.namespaces("source"), kubevirt.namespaces("source")
+    vmi = kubevirt.run_vm("source", src, dv_vm())
+    other = {"node01": "node02", "node02": "node01"}[vmi["status"]["nodeName"]]
     result = cli("check", "vm1", "--kubeconfig", clusters.kubeconfig, "--context", "source", "-n", src,
                  "--to-namespace", dst, "-o", "json")
     assert result.code == errors.OK, result.stdout + result.stderr
     checks = json.loads(result.stdout)["checks"]
     passed = rows(checks, "pass")
-    # the receiving pod must avoid the source node (hostname NotIn, migration.go:913-935): two of three remain
+    # the receiving pod must avoid the source node (hostname NotIn, migration.go:913-935): one of two remains
     assert passed[("placement", f"vm {src}/vm1")][0].startswith(
-        "2 target node(s) can take the receiving pod (source-node02, source-node03), with ")
+        f"1 target node(s) can take the receiving pod ({other}), with ")
     assert passed[("ca-trust", "cluster source (source and target)")][0] == \
         "same cluster: no CA exchange is needed (one kubevirt-ca)"
     assert passed[("sync-address", "cluster source (source and target)")][0] == \
@@ -263,15 +312,15 @@ def test_same_cluster_skips_trust_and_says_why(clusters, namespaces, kubevirt_si
     assert not [c for c in checks if c["name"] == "ca-expiry"]
 
 
-def test_ca_about_to_expire_warns_and_is_exchanged_like_any_other(untrusted, namespaces, kubevirt_sim, cli, tmp_path):
+def test_ca_about_to_expire_warns_and_is_exchanged_like_any_other(untrusted, kubevirt, cli, tmp_path):
     import datetime as dt
 
     from tests.test_pem import NOW, make_cert
     from tests.test_trust_cluster import bundle, set_bundle
 
     clusters = untrusted
-    ns = namespaces("source", "target")
-    kubevirt_sim.run_vm("source", ns, scenario.vm_manifest("vm1"))
+    ns = kubevirt.namespaces("source", "target")
+    kubevirt.run_vm("source", ns, dv_vm())
     soon_pem = make_cert(tmp_path, "/CN=kubevirt.io@rotating", not_after=NOW + dt.timedelta(hours=5))
     soon = pem.parse_bundle(soon_pem)[0]
     set_bundle(clusters.target, "kubevirt-ca", clusters.target.kubevirt_ca_pem + soon_pem)

@@ -1,4 +1,4 @@
-"""`kubectl dlm rbac` against the two test clusters: the rules for a real VM, split by cluster."""
+"""`kubectl dlm rbac` against the KubeVirt tier (tests/kubevirt): the rules for a real VM, split by cluster."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from ruamel.yaml import YAML
 
 from kubectl_dlm import errors
 
-pytest.importorskip("tests.sim.fixtures", reason="the KubeVirt simulator (tests/sim) is not in this tree")
+pytest.importorskip("tests.kubevirt.tier", reason="the KubeVirt tier (tests/kubevirt) is not in this tree")
 
-from tests.sim import scenario  # noqa: E402
+from tests.kubevirt.tier import vm_manifest  # noqa: E402
 
 
 def rules_by_role(text):
@@ -17,10 +17,10 @@ def rules_by_role(text):
     return {(d["kind"], d["metadata"].get("namespace", "")): d["rules"] for d in docs if "rules" in d}, docs
 
 
-def test_rbac_for_a_cross_cluster_move(clusters, namespaces, kubevirt_sim, cli):
-    ns = namespaces("source", "target")
-    vm = scenario.vm_manifest("vm1")
-    kubevirt_sim.run_vm("source", ns, vm)
+def test_rbac_for_a_cross_cluster_move(kubevirt, cli):
+    clusters = kubevirt.clusters
+    ns = kubevirt.namespaces("source", "target")
+    kubevirt.run_vm("source", ns, vm_manifest("vm1", data_volume=True))
     args = ["rbac", "vm1", "--kubeconfig", str(clusters.kubeconfig), "--context", "source", "-n", ns,
             "--to-context", "target", "--serviceaccount", "gitops:migrator"]
     result = cli(*args, "--side", "source")

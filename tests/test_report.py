@@ -59,18 +59,18 @@ def test_an_existing_file_is_never_overwritten(cli, tmp_path):
 
 
 @pytest.mark.cluster
-def test_report_from_the_test_clusters_never_holds_secret_values(clusters, namespaces, kubevirt_sim, cli, tmp_path):
-    pytest.importorskip("tests.sim.fixtures")
-    from tests.sim import scenario
+def test_report_from_the_test_clusters_never_holds_secret_values(kubevirt, cli, tmp_path):
+    from tests.kubevirt.tier import vm_manifest
 
-    src, dst = namespaces("source"), namespaces("source")
-    vm = scenario.vm_manifest("vm1")
+    clusters = kubevirt.clusters
+    src, dst = kubevirt.namespaces("source"), kubevirt.namespaces("source")
+    vm = vm_manifest("vm1", data_volume=True)
     spec = vm["spec"]["template"]["spec"]
     spec["domain"]["devices"]["disks"].append({"name": "cloudinit", "disk": {"bus": "virtio"}})
     spec["volumes"].append({"name": "cloudinit", "cloudInitNoCloud": {"secretRef": {"name": "vm1-userdata"}}})
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "vm1-userdata"}, "type": "Opaque",
               "data": {"userdata": "c2VjcmV0LXZhbHVlLTQyCg=="}}
-    kubevirt_sim.run_vm("source", src, vm, secrets=[secret])
+    kubevirt.run_vm("source", src, vm, secrets=[secret])
     out = tmp_path / "report.tar.gz"
     result = cli("report", "vm1", "--kubeconfig", str(clusters.kubeconfig), "--context", "source", "-n", src,
                  "--to-namespace", dst, "--output-file", str(out))

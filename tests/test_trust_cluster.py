@@ -1,11 +1,14 @@
-"""`kubectl dlm trust` against the two test clusters; virt-operator's CA merge is played by the simulator.
+"""`kubectl dlm trust` against the KubeVirt tier (tests/kubevirt): KubeVirt's own CAs, and
+virt-operator's CA merge played from its code (tests/harness/kubevirt_ca.py).
 
-Every test starts and ends with the clusters' baseline: each kubevirt-ca holds only its own CA and
-each kubevirt-external-ca is empty (the clusters are shared by the whole session).
+The tier's baseline is two clusters that trust each other (tests/harness/kubevirt.py). The
+`untrusted` fixture takes that away for a test (each kubevirt-ca holds only its own CA, each
+kubevirt-external-ca is empty) and puts it back after.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 
@@ -14,8 +17,9 @@ import pytest
 from kubectl_dlm import errors, pem
 from tests.test_pem import NOW, make_cert
 
-pytest.importorskip("tests.harness.clusters", reason="the test clusters (tests/harness/clusters.py) are not in this tree")
-pytest.importorskip("tests.sim.fixtures", reason="the KubeVirt simulator (tests/sim) is not in this tree")
+pytest.importorskip("tests.kubevirt.tier", reason="the KubeVirt tier (tests/kubevirt) is not in this tree")
+
+from tests.kubevirt.tier import vm_manifest  # noqa: E402
 
 KV_NS = "kubevirt"
 
@@ -37,18 +41,30 @@ def own_ca(cluster) -> pem.Certificate:
     return pem.parse_bundle(cluster.kubevirt_ca_pem)[0]
 
 
-def reset_trust(clusters) -> None:
-    for c in clusters:
-        set_bundle(c, "kubevirt-external-ca", "")
-        set_bundle(c, "kubevirt-ca", c.kubevirt_ca_pem)
+@contextlib.contextmanager
+def operator_down(clusters, *names: str):
+    """virt-operator does not run on these clusters (all if none named) within the block."""
+    with contextlib.ExitStack() as stack:
+        for name in names or [c.name for c in clusters]:
+            stack.enter_context(clusters.kubevirt[name].ca_operator.paused())
+        yield
+
+
+def distrust(clusters) -> None:
+    with operator_down(clusters):
+        for install in clusters.kubevirt.values():
+            install.distrust()
 
 
 @pytest.fixture
-def untrusted(clusters):
-    """Neither cluster trusts the other, before and after the test."""
-    reset_trust(clusters)
+def untrusted(kubevirt):
+    """Neither cluster trusts the other during the test; they do again after it (the tier's baseline)."""
+    clusters = kubevirt.clusters
+    distrust(clusters)
     yield clusters
-    reset_trust(clusters)
+    distrust(clusters)
+    clusters.kubevirt["source"].trust(clusters.kubevirt["target"])
+    clusters.kubevirt["target"].trust(clusters.kubevirt["source"])
 
 
 def trust_cmd(cli, clusters, *extra):
@@ -60,7 +76,7 @@ def cert_line(label: str, cert: pem.Certificate) -> str:
             f"{pem.format_time(cert.not_after)}  sha256 {cert.short_id}")
 
 
-def test_trust_from_scratch_then_again_changes_nothing(untrusted, namespaces, kubevirt_sim, cli):
+def test_trust_from_scratch_then_again_changes_nothing(untrusted, cli):
     clusters = untrusted
     src, tgt = own_ca(clusters.source), own_ca(clusters.target)
 
@@ -103,7 +119,14 @@ def test_dry_run_shows_what_would_change_and_changes_nothing(untrusted, cli):
 
 
 def test_expired_certificate_is_skipped_and_a_stuck_operator_times_out(untrusted, cli, tmp_path):
-    """No simulator here: nothing merges, so the drop box shows exactly what was posted."""
+    """virt-operator is down on both clusters: nothing merges, so the drop box shows exactly what was
+    posted (a running one would also drop the expired certificate from kubevirt-ca: MergeCABundle keeps
+    unexpired ones only, components/secrets.go:687-693 @v1.9.0)."""
+    with operator_down(untrusted):
+        stuck_operator(untrusted, cli, tmp_path)
+
+
+def stuck_operator(untrusted, cli, tmp_path):
     clusters = untrusted
     expired_pem = make_cert(tmp_path, "/CN=kubevirt.io@retired", not_before=NOW - dt.timedelta(days=9),
                             not_after=NOW - dt.timedelta(days=2))
@@ -129,35 +152,41 @@ def test_expired_certificate_is_skipped_and_a_stuck_operator_times_out(untrusted
     assert [c.sha256 for c in posted] == [src.sha256]  # pending, not posted twice
 
 
-def test_unparseable_drop_box_is_replaced_not_appended_to(untrusted, namespaces, kubevirt_sim, cli):
+def test_unparseable_drop_box_is_replaced_not_appended_to(untrusted, cli):
     clusters = untrusted
-    # A drop box the operator would discard whole (here before its next reconcile: write and run at once).
-    set_bundle(clusters.target, "kubevirt-external-ca", "-----BEGIN CERTIFICATE-----\nnot base64!\n"
-                                                        "-----END CERTIFICATE-----\n")
-    result = trust_cmd(cli, clusters, "-o", "json")
-    assert result.code == errors.OK, result.stderr
-    data = json.loads(result.stdout)
-    assert data["changed"] is True and data["dryRun"] is False
-    assert [c.sha256 for c in pem.parse_bundle(bundle(clusters.target))][-1] == own_ca(clusters.source).sha256
+    src = own_ca(clusters.source)
+    # A drop box virt-operator would discard whole (getRemotePublicCas, core.go:366-370 @v1.9.0), seen
+    # by `trust` before the operator's next reconcile: here it is down on the target meanwhile.
+    with operator_down(clusters, "target"):
+        set_bundle(clusters.target, "kubevirt-external-ca", "-----BEGIN CERTIFICATE-----\nnot base64!\n"
+                                                            "-----END CERTIFICATE-----\n")
+        result = trust_cmd(cli, clusters, "--timeout", "1", "-o", "json")
+        assert result.code == errors.TIMED_OUT, result.stdout + result.stderr
+        posted = bundle(clusters.target, "kubevirt-external-ca")
+        assert [c.sha256 for c in pem.parse_bundle(posted)] == [src.sha256] and "not base64!" not in posted
+    # once virt-operator runs again, it merges what `trust` posted and empties the drop box
+    again = trust_cmd(cli, clusters, "-o", "json")
+    assert again.code == errors.OK, again.stderr
+    assert json.loads(again.stdout)["dryRun"] is False
+    assert [c.sha256 for c in pem.parse_bundle(bundle(clusters.target))] == [own_ca(clusters.target).sha256, src.sha256]
+    assert bundle(clusters.target, "kubevirt-external-ca") == ""
 
 
-def test_without_trust_migrate_stops_in_check_and_after_trust_it_succeeds(untrusted, namespaces, kubevirt_sim, cli):
-    from tests.sim import scenario
-
+def test_without_trust_migrate_stops_in_check_and_after_trust_it_succeeds(untrusted, kubevirt, cli):
     clusters = untrusted
-    ns = namespaces("source", "target")
-    kubevirt_sim.run_vm("source", ns, scenario.vm_manifest("vm1"))
+    ns = kubevirt.namespaces("source", "target")
+    kubevirt.run_vm("source", ns, vm_manifest("vm1", data_volume=True))
     migrate = ("migrate", "vm1", "--kubeconfig", clusters.kubeconfig, "--context", "source", "-n", ns,
                "--to-context", "target", "--sync-timeout", "60", "--timeout", "120", "-o", "plain")
 
     refused = cli(*migrate)
     assert refused.code == errors.REFUSED, refused.stdout + refused.stderr
-    assert "pre-flight checks failed: ca-trust: target's kubevirt-ca lacks 1 of source's 1 CA certificate(s)" \
+    assert "ca-trust: target's kubevirt-ca lacks 1 of source's 1 CA certificate(s)" \
         in refused.stdout + refused.stderr
     assert "kubectl dlm trust --context source --to-context target" in refused.stdout + refused.stderr
     # Stopped before anything was created: not halfway.
-    assert kubevirt_sim.get("target", "vm", ns, "vm1") is None
-    assert kubevirt_sim.get("target", "dv", ns, "vm1-disk") is None
+    assert kubevirt.get("target", "vm", ns, "vm1") is None
+    assert kubevirt.get("target", "dv", ns, "vm1-disk") is None
     assert clusters.target.request("GET", f"/apis/kubevirt.io/v1/namespaces/{ns}/virtualmachineinstancemigrations")["items"] == []
     assert clusters.source.request("GET", f"/apis/kubevirt.io/v1/namespaces/{ns}/virtualmachineinstancemigrations")["items"] == []
 
@@ -168,7 +197,7 @@ def test_without_trust_migrate_stops_in_check_and_after_trust_it_succeeds(untrus
 
     done = cli(*migrate)
     assert done.code == errors.OK, done.stdout + done.stderr
-    target_vmi = kubevirt_sim.wait_for("target", "vmi", ns, "vm1",
-                                       lambda o: o is not None and (o.get("status") or {}).get("phase") == "Running")
+    target_vmi = kubevirt.wait_for("target", "vmi", ns, "vm1",
+                                   lambda o: o is not None and (o.get("status") or {}).get("phase") == "Running")
     assert target_vmi["status"]["phase"] == "Running"
-    assert kubevirt_sim.get("target", "vm", ns, "vm1")["spec"]["runStrategy"] == "Always"
+    assert kubevirt.get("target", "vm", ns, "vm1")["spec"]["runStrategy"] == "Always"

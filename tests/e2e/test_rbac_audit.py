@@ -8,7 +8,8 @@ a tuning flag (a MigrationPolicy of its own), status, verify, report, cleanup, c
 (tests/harness/rbac_authorizer.py) against the rules printed for that cluster: every request must be
 allowed, and every rule (verb x resource) must be used by some request, unless CA_ALREADY_MERGED
 excuses it, with the reason. The cancelled migration transfers long enough for progress to be read
-through the pod proxy from the simulator's virt-handler pod.
+through the pod proxy from the played virt-handler pod. The clusters are the KubeVirt tier's
+(tests/kubevirt: KubeVirt's own virt-api, virt-controller and synchronization-controller).
 """
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from ruamel.yaml import YAML
 from kubectl_dlm import errors
 from tests.harness.audit import AuditWindow
 from tests.harness.rbac_authorizer import allowed_by, atoms, bootstrap_grants, grants, used_atoms
-from tests.sim import scenario
+from tests.kubevirt.tier import vm_manifest
+from tests.test_trust_cluster import untrusted  # noqa: F401  (a fixture)
 
 FOLLOW = ("--sync-timeout", "60", "--timeout", "120")
 SUBJECT = {"kind": "ServiceAccount", "name": "migrator", "namespace": "gitops"}
@@ -30,7 +32,7 @@ PLUGIN = "kubectl-dlm/"
 
 def vm_with_secret_and_configmap(cluster, ns: str):
     """vm1 with a cloud-init Secret and a ConfigMap disk: the rules for copying both are printed."""
-    vm = scenario.vm_manifest("vm1")
+    vm = vm_manifest("vm1", data_volume=True)
     spec = vm["spec"]["template"]["spec"]
     spec["domain"]["devices"]["disks"] += [{"name": "cloudinit", "disk": {"bus": "virtio"}},
                                            {"name": "config", "disk": {"bus": "virtio"}}]
@@ -73,7 +75,7 @@ def judge(requests, documents):
 # Printed rules a run may leave unused, each with the reason. Keep them short and true.
 CA_ALREADY_MERGED = {(side, "watch", "", "configmaps"):
                      "trust watches kubevirt-ca only while virt-operator has not merged the peer's CA yet: the "
-                     "simulated operator may be done before the first look"
+                     "played operator (tests/harness/kubevirt_ca.py) may be done before the first look"
                      for side in ("source", "target")}
 
 
@@ -94,11 +96,12 @@ def assert_exactly_what_is_printed(windows, rules, unreached):
         assert not stale, f"the excused list names rules that are not printed any more: {stale}"
 
 
-def cancel_then_clean_up(clusters, kubevirt_sim, dlm, where, sending: tuple, receiving: tuple, tuning=()):
+def cancel_then_clean_up(kubevirt, dlm, where, sending: tuple, receiving: tuple, tuning=()):
     """A migration is cancelled half-way (`cancel` deletes both VMIMs), then `cleanup` removes what
     it left on the target: the delete rules, reached for sure (a failed attempt would not do: KubeVirt
     may delete a VMIM whose VMI is gone before cleanup does, migration controller MC:398-407)."""
-    kubevirt_sim.faults.transfer_seconds = 60
+    clusters = kubevirt.clusters
+    kubevirt.faults.transfer_seconds = 60
     command = [sys.executable, "-m", "kubectl_dlm", "migrate", "vm1", *where, *tuning, *FOLLOW, "-o", "plain",
                "--kubeconfig", str(clusters.kubeconfig)]
     migrating = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -114,12 +117,12 @@ def cancel_then_clean_up(clusters, kubevirt_sim, dlm, where, sending: tuple, rec
         output = migrating.communicate(timeout=60)[0]
     finally:
         migrating.kill()
-        kubevirt_sim.faults.transfer_seconds = 0.5
+        kubevirt.faults.transfer_seconds = 1
     assert migrating.returncode == errors.CANCELLED, output
     run(dlm, [(("cleanup", "vm1", *where), errors.OK)])
     side, ns = receiving
     for kind, name in (("vm", "vm1"), ("dv", "vm1-disk"), ("pvc", "vm1-disk")):
-        kubevirt_sim.wait_gone(side, kind, ns, name)  # the next attempt needs the names
+        kubevirt.wait_gone(side, kind, ns, name)  # the next attempt needs the names
 
 
 def run(dlm, steps):
@@ -128,22 +131,20 @@ def run(dlm, steps):
         assert code == expected, f"kubectl dlm {' '.join(args)}: exit {code}\n{out}{err}"
 
 
-def test_cross_cluster_move_asks_for_exactly_what_rbac_prints(clusters, namespaces, kubevirt_sim, dlm, tmp_path):
-    ns = namespaces("source", "target")
+def test_cross_cluster_move_asks_for_exactly_what_rbac_prints(untrusted, kubevirt, dlm, tmp_path):
+    # untrusted: `trust` has work whatever ran before (the fixture puts the trust back after)
+    clusters = kubevirt.clusters
+    ns = kubevirt.namespaces("source", "target")
     vm, secrets = vm_with_secret_and_configmap(clusters.source, ns)
-    kubevirt_sim.run_vm("source", ns, vm, secrets=secrets)
+    kubevirt.run_vm("source", ns, vm, secrets=secrets)
     where = ("--context", "source", "-n", ns, "--to-context", "target")
     rules = printed_rules(dlm, "vm1", *where)
-    for side in ("source", "target"):  # as at the start of the session: trust has work whatever ran before
-        clusters.by_name(side).request(
-            "PATCH", "/api/v1/namespaces/kubevirt/configmaps/kubevirt-ca",
-            {"data": {"ca-bundle": kubevirt_sim.clusters[side].own_ca.pem}}, content_type="application/merge-patch+json")
     windows = {side: AuditWindow(clusters.by_name(side)) for side in rules}
 
     run(dlm, [(("trust", "--context", "source", "--to-context", "target"), errors.OK),
               (("check", "vm1", *where), errors.OK),
               (("render", "vm1", *where), errors.OK)])
-    cancel_then_clean_up(clusters, kubevirt_sim, dlm, where, ("source", ns), ("target", ns))
+    cancel_then_clean_up(kubevirt, dlm, where, ("source", ns), ("target", ns))
     run(dlm, [(("migrate", "vm1", *where, "--retire-source", "--parallel", "auto", *FOLLOW, "-o", "json"), errors.OK),
               (("status", "vm1", *where, "-o", "wide"), errors.OK),
               (("verify", "vm1", *where), errors.OK),
@@ -154,12 +155,13 @@ def test_cross_cluster_move_asks_for_exactly_what_rbac_prints(clusters, namespac
     assert_exactly_what_is_printed(windows, rules, CA_ALREADY_MERGED)
 
 
-def test_same_cluster_move_asks_for_exactly_what_rbac_prints(clusters, namespaces, kubevirt_sim, dlm, tmp_path):
+def test_same_cluster_move_asks_for_exactly_what_rbac_prints(kubevirt, dlm, tmp_path):
     """Also with the tuning flags: the bundle's MigrationPolicy (read back, applied, deleted when the
     move ends) and check's list of the cluster's policies."""
-    src, dst = namespaces("source"), namespaces("source")
+    clusters = kubevirt.clusters
+    src, dst = kubevirt.namespaces("source"), kubevirt.namespaces("source")
     vm, secrets = vm_with_secret_and_configmap(clusters.source, src)
-    kubevirt_sim.run_vm("source", src, vm, secrets=secrets)
+    kubevirt.run_vm("source", src, vm, secrets=secrets)
     where = ("--context", "source", "-n", src, "--to-namespace", dst)
     tune = ("--bandwidth", "64Mi", "--allow-post-copy")
     code, text, err = dlm("rbac", "vm1", *where, *tune, "--serviceaccount", "gitops:migrator")
@@ -172,7 +174,7 @@ def test_same_cluster_move_asks_for_exactly_what_rbac_prints(clusters, namespace
     target = AuditWindow(clusters.target)
     bundle = tmp_path / "bundle"
     run(dlm, [(("check", "vm1", *where, *tune), errors.OK)])
-    cancel_then_clean_up(clusters, kubevirt_sim, dlm, where, ("source", src), ("source", dst), tune)
+    cancel_then_clean_up(kubevirt, dlm, where, ("source", src), ("source", dst), tune)
     run(dlm, [(("render", "vm1", *where, *tune, "--output-dir", str(bundle)), errors.OK),
               (("apply", "-f", str(bundle), "--context", "source", "--retire-source", *FOLLOW), errors.OK),
               (("status", "vm1", *where), errors.OK),

@@ -4,16 +4,14 @@ The address in a bundle names the target sync controller's leader pod at render 
 leader moves, virt-operator publishes the new one (pkg/virt-operator/resource/apply/core.go:811-872
 @v1.9.0) and the migration controller copies it into the target VMIM's
 status.synchronizationAddresses every reconcile (pkg/virt-controller/watch/migration/migration.go:
-658,698-714). The simulator's sync network answers only at the currently published address, so a
-stale connectURL would stall in Synchronizing."""
+658,698-714). On the KubeVirt tier (tests/kubevirt) the real synchronization controllers answer only
+where they listen, so a stale connectURL would stall in Synchronizing."""
 
 from __future__ import annotations
 
 from kubectl_dlm import errors
 from tests.e2e.conftest import start_vm
-from tests.sim import scenario
-
-MOVED = "192.0.2.21:9185"
+from tests.kubevirt.tier import phase
 
 
 def render(dlm, ns, bundle, *extra):
@@ -22,40 +20,44 @@ def render(dlm, ns, bundle, *extra):
     assert code == errors.OK, err
 
 
-def test_apply_uses_the_live_address_when_the_leader_moved_since_render(namespaces, kubevirt_sim, dlm, tmp_path):
-    ns = namespaces("source", "target")
-    scenario.trust_each_other(kubevirt_sim)
-    start_vm(kubevirt_sim, "source", ns)
+def published(kubevirt, cluster: str) -> str:
+    return kubevirt.get(cluster, "kubevirt", "kubevirt", "kubevirt")["status"]["synchronizationAddresses"][0]
+
+
+def test_apply_uses_the_live_address_when_the_leader_moved_since_render(kubevirt, dlm, tmp_path):
+    ns = kubevirt.namespaces("source", "target")
+    start_vm(kubevirt, "source", ns)
     bundle = tmp_path / "migration"
     render(dlm, ns, bundle)
-    assert "connectURL: 192.0.2.20:9185" in (bundle / "dlm-bundle.yaml").read_text()
-    kubevirt_sim.faults.move_sync_leader("target", MOVED)
+    rendered = published(kubevirt, "target")
+    assert f"connectURL: {rendered}" in (bundle / "dlm-bundle.yaml").read_text()
+    moved = kubevirt.faults.move_sync_leader("target")   # the old address refuses from now on
+    assert moved != rendered and published(kubevirt, "target") == moved
     code, out, err = dlm("apply", "-f", str(bundle), "--timeout", "120", "-o", "plain")
     assert code == errors.OK, out + err
-    assert (f"vm1: the target migration publishes synchronization address {MOVED}, the bundle has 192.0.2.20:9185 "
-            f"(rendered earlier; the leader may have moved): using {MOVED}") in out + err
-    [sent] = kubevirt_sim.clusters["source"].stores["vmim"].list(ns) or [None]
+    assert (f"vm1: the target migration publishes synchronization address {moved}, the bundle has {rendered} "
+            f"(rendered earlier; the leader may have moved): using {moved}") in out + err
+    [sent] = kubevirt.list("source", "vmim", ns) or [None]
     if sent is not None:  # KubeVirt deletes it once the source VMI is gone
-        assert sent["spec"]["sendTo"]["connectURL"] == MOVED
-    kubevirt_sim.wait_for("target", "vmi", ns, "vm1", lambda o: scenario.phase(o) == "Running", 20, "target running")
+        assert sent["spec"]["sendTo"]["connectURL"] == moved
+    kubevirt.wait_for("target", "vmi", ns, "vm1", lambda o: phase(o) == "Running", 30, "target running")
 
 
-def test_a_connect_url_the_user_chose_wins(namespaces, kubevirt_sim, dlm, tmp_path):
-    ns = namespaces("source", "target")
-    scenario.trust_each_other(kubevirt_sim)
-    start_vm(kubevirt_sim, "source", ns)
+def test_a_connect_url_the_user_chose_wins(kubevirt, dlm, tmp_path):
+    ns = kubevirt.namespaces("source", "target")
+    start_vm(kubevirt, "source", ns)
     bundle = tmp_path / "migration"
     render(dlm, ns, bundle)
     assert "connectURLFrom" not in (bundle / "dlm-bundle.yaml").read_text()
     # apply --connect-url: the user's address is sent even though the target migration shows another
-    # (here it answers nothing, so the two sides never connect)
+    # (a documentation address, RFC 5737: nothing answers, so the two sides never connect)
     own = "192.0.2.99:9185"
     code, out, err = dlm("apply", "-f", str(bundle), "--connect-url", own, "--sync-timeout", "5", "--timeout", "60",
                          "-o", "plain")
     assert code == errors.TIMED_OUT, out + err
     assert "publishes synchronization address" not in out + err
-    [sent] = kubevirt_sim.clusters["source"].stores["vmim"].list(ns)
+    [sent] = kubevirt.list("source", "vmim", ns)
     assert sent["spec"]["sendTo"]["connectURL"] == own
     # render --connect-url records the choice, so apply keeps it too
-    render(dlm, ns, tmp_path / "pinned", "--connect-url", MOVED)
+    render(dlm, ns, tmp_path / "pinned", "--connect-url", "192.0.2.21:9185")
     assert "connectURLFrom: flag" in (tmp_path / "pinned" / "dlm-bundle.yaml").read_text()

@@ -27,6 +27,10 @@ def pytest_runtest_makereport(item, call):
         for running in harness._running:
             for name, log in running.logs():
                 report.sections.append((f"{name} log (tail)", harness.tail(log, 3000)))
+            for name, install in running.kubevirt.items():
+                if install.ca_operator.errors:
+                    report.sections.append((f"{name} played virt-operator (CA): errors",
+                                            "\n".join(install.ca_operator.errors)))
         for side in [*nodes._sides.values(), *cdi._cdis.values()]:
             if side.errors:
                 report.sections.append((f"{side.cluster.name} played {type(side).__name__}: errors",

@@ -39,6 +39,7 @@ KINDS = {
 CLUSTER_KINDS = {
     "migrationpolicy": ("/apis/migrations.kubevirt.io/v1alpha1", "migrationpolicies"),
     "node": ("/api/v1", "nodes"),
+    "cdiconfig": ("/apis/cdi.kubevirt.io/v1beta1", "cdiconfigs"),
 }
 MEMORY = "128Mi"
 
