@@ -186,6 +186,7 @@ class CDI(Loop):
 
     def __init__(self, cluster, period: float = 0.2):
         super().__init__(cluster, period)
+        self.import_faults: dict[str, tuple[str, str]] = {}   # namespace -> (importer pod phase, message)
         self._ticks = 0
         self._status: dict | None = None
 
@@ -273,8 +274,23 @@ class CDI(Loop):
             self.req("PATCH", f"/apis/{API}/v1beta1/namespaces/{ns}/datavolumes/{name}/status", {"status": new},
                      content_type=MERGE)
 
+    def hold_imports(self, namespace: str) -> None:
+        """Importer pods of claims in the namespace keep running (a slow or stuck import)."""
+        self.import_faults[namespace] = ("Running", "")
+
+    def fail_imports(self, namespace: str, message: str) -> None:
+        """Importers of claims in the namespace keep failing with this termination message. CDI's
+        importer pod restarts on failure (makeImporterPodSpec: RestartPolicyOnFailure), so its phase
+        stays Running and the DataVolume ImportInProgress, with Running False, reason Error (the
+        container's last termination). Restart counts are not played."""
+        self.import_faults[namespace] = ("Error", message)
+
     def importer(self, pvc: dict) -> None:
-        """What the import controller records for its importer pod: scheduled, then Succeeded."""
+        """What the import controller records for its importer pod: scheduled, then Succeeded (or, for
+        a namespace in import_faults, running for good or failing again and again). The annotations are
+        CDI's (pkg/controller/import-controller.go updatePvcFromPod: storage.pod.phase; the running
+        condition from the importer container's state, setAnnotationsFromPodWithPrefix: "Pod is running",
+        or the terminated state's reason and message)."""
         anno = pvc["metadata"].get("annotations") or {}
         if anno.get("cdi.kubevirt.io/storage.import.source") is None:
             return
@@ -282,9 +298,24 @@ class CDI(Loop):
         if phase == "Succeeded":
             return
         ns, name = pvc["metadata"]["namespace"], pvc["metadata"]["name"]
+        fault = self.import_faults.get(ns)
         if phase is None:
             patch = {"cdi.kubevirt.io/storage.import.importPodName": f"importer-{name}",
                      "cdi.kubevirt.io/storage.pod.phase": "Pending"}
+        elif fault and fault[0] == "Running":
+            if phase == "Running":
+                return
+            patch = {"cdi.kubevirt.io/storage.pod.phase": "Running", "cdi.kubevirt.io/storage.pod.ready": "true",
+                     "cdi.kubevirt.io/storage.condition.running": "true",
+                     "cdi.kubevirt.io/storage.condition.running.reason": "Pod is running",
+                     "cdi.kubevirt.io/storage.condition.running.message": ""}
+        elif fault:
+            if anno.get("cdi.kubevirt.io/storage.condition.running.reason") == "Error":
+                return
+            patch = {"cdi.kubevirt.io/storage.pod.phase": "Running", "cdi.kubevirt.io/storage.pod.ready": "false",
+                     "cdi.kubevirt.io/storage.condition.running": "false",
+                     "cdi.kubevirt.io/storage.condition.running.reason": "Error",
+                     "cdi.kubevirt.io/storage.condition.running.message": fault[1]}
         else:
             patch = {"cdi.kubevirt.io/storage.pod.phase": "Succeeded", "cdi.kubevirt.io/storage.pod.ready": "false",
                      "cdi.kubevirt.io/storage.condition.running": "false",

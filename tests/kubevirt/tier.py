@@ -197,6 +197,18 @@ class Faults:
         """Context manager: the cluster has these Nodes (nodes.node(...)) instead of the session's."""
         return self._tier.node_sides[cluster].replace_nodes(wanted)
 
+    # ---- played CDI (cdi.CDI) ----
+
+    def hold_disks(self, cluster: str, namespace: str) -> None:
+        """The importers of new DataVolumes in the namespace keep running: ImportInProgress."""
+        self._tier.cdis[cluster].hold_imports(namespace)
+
+    def fail_disks(self, cluster: str, namespace: str, message: str = "Unable to process data: blank image: "
+                   "no space left") -> None:
+        """The importers of new DataVolumes in the namespace keep failing with this message (CDI restarts
+        them: the DataVolume stays ImportInProgress with Running False, reason Error)."""
+        self._tier.cdis[cluster].fail_imports(namespace, message)
+
     # ---- the real synchronization controllers and the played virt-operator (tests/harness/kubevirt.py) ----
 
     def block_sync(self, cluster: str, mode: str = "refused") -> None:
@@ -226,6 +238,8 @@ class Faults:
         for cluster in self._metrics_stopped:
             self._tier.handlers[cluster].serve_metrics()
         self._metrics_stopped.clear()
+        for cdi in self._tier.cdis.values():
+            cdi.import_faults.clear()
         for install in self._tier.clusters.kubevirt.values():
             install.restore()
 
