@@ -1,4 +1,5 @@
-"""kubectl_dlm.handler_metrics: virt-handler's text exposition, read as the simulator serves it."""
+"""kubectl_dlm.handler_metrics: virt-handler's text exposition, read as the KubeVirt tier's played
+virt-handler pods serve it (tests/kubevirt/handler_pods.py render, from migrationstats_collector.go)."""
 
 from __future__ import annotations
 
@@ -7,24 +8,19 @@ import pytest
 from kubectl_dlm import handler_metrics
 
 
-class _Transfer:  # what tests/sim/metrics.render reads from a running transfer
-    def __init__(self, name, namespace, node, fraction=0.5, dirty=0):
-        self.src = type("Endpoint", (), {"name": name, "namespace": namespace, "node": node})()
-        self.total_bytes, self.rate, self.dirty_rate, self._fraction = 1000, 100, dirty, fraction
+def served(*readings):
+    """(name, namespace, node, fraction done, dirty rate) -> the text a virt-handler pod serves."""
+    from tests.kubevirt import handler_pods
 
-    def fraction(self):
-        return self._fraction
-
-
-def sim_text(*transfers):
-    from tests.sim import metrics
-
-    return metrics.render(transfers)
+    return handler_pods.render([(ns, name, node, {"total": 1000, "processed": int(1000 * done),
+                                                  "remaining": 1000 - int(1000 * done), "rate": 100,
+                                                  "dirty_rate": dirty})
+                                for name, ns, node, done, dirty in readings])
 
 
 def test_the_series_of_exactly_this_vmi_on_this_node():
-    text = sim_text(_Transfer("vm1", "prod", "node01", 0.25, dirty=7), _Transfer("vm1", "prod-b", "node01", 0.9),
-                    _Transfer("vm10", "prod", "node01", 0.9), _Transfer("vm1", "prod", "node02", 0.9))
+    text = served(("vm1", "prod", "node01", 0.25, 7), ("vm1", "prod-b", "node01", 0.9, 0),
+                  ("vm10", "prod", "node01", 0.9, 0), ("vm1", "prod", "node02", 0.9, 0))
     assert handler_metrics.progress(text, "prod", "vm1", "node01") == {
         "total": 1000, "processed": 250, "remaining": 750, "rate": 100, "dirty_rate": 7}
     assert handler_metrics.progress(text, "prod", "vm1", "node03") is None

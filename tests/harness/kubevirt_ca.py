@@ -38,6 +38,8 @@ import threading
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from tests.kubevirt.loop import Loop
+
 from .apiserver import ApiError
 
 NS = "kubevirt"
@@ -133,18 +135,22 @@ def desired_bundle(own: x509.Certificate, existing: dict | None, external: list[
     return bundle
 
 
-class CAOperator:
+class CAOperator(Loop):
     """The CA part of virt-operator for one cluster, a background loop (start/stop); `paused()` is a
     cluster whose virt-operator is not running (nothing merged, the drop box left as it is)."""
+    name = "virt-operator-ca"
 
     def __init__(self, cluster, period: float = 0.2):
-        self.cluster, self.period = cluster, period
-        self.errors: list[str] = []
-        self._stop, self._running = threading.Event(), threading.Event()
+        super().__init__(cluster, period)
+        self._running = threading.Event()
         self._running.set()
-        self._thread: threading.Thread | None = None
         self._seen: tuple | None = None
         self._lock = threading.Lock()   # held while reconciling: paused() waits for a pass in progress
+
+    def step(self) -> None:
+        with self._lock:
+            if self._running.is_set():
+                self.reconcile()
 
     def own_ca(self) -> x509.Certificate:
         # createOrUpdateCACertificateSecret (core.go:796-809): the CA in Secret kubevirt-ca
@@ -201,24 +207,3 @@ class CAOperator:
         finally:
             self._seen = None
             self._running.set()
-
-    def start(self) -> "CAOperator":
-        self._thread = threading.Thread(target=self._run, name=f"virt-operator-ca-{self.cluster.name}", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            with self._lock:
-                try:
-                    if self._running.is_set():
-                        self.reconcile()
-                except Exception as e:   # keep playing; a test that depends on it times out and shows this
-                    self.errors.append(repr(e))
-                    del self.errors[:-20]
-            self._stop.wait(self.period)
