@@ -17,6 +17,7 @@ knob lives in the module that plays the part, this class only names it and puts 
 from __future__ import annotations
 
 import copy
+import json
 import secrets
 import time
 from typing import Callable
@@ -337,3 +338,53 @@ class Tier:
         self.create(cluster, "vm", namespace, vm)
         return self.wait_for(cluster, "vmi", namespace, vm["metadata"]["name"], live_migratable, timeout,
                              "VMI Running and LiveMigratable")
+
+    # ---- what KubeVirt leaves ----
+
+    def assert_moved(self, src_cluster: str, src: str, dst_cluster: str, dst: str, name: str = "vm1",
+                     run_strategy: str = "Always") -> dict:
+        """What KubeVirt leaves after a successful DLM: the receiving VM runs with its run strategy
+        restored (pkg/virt-controller/watch/vm/vm.go restore-run-strategy), its VMI Running on its
+        node with the migration completed; the source VMIM Succeeded (or deleted with its VMI,
+        watch/migration/migration.go) and the target VMIM Succeeded. An Always source is halted and
+        its VMI deleted (vm.go: an Always source whose decentralized migration completed is halted).
+        Returns the receiving VMI."""
+        vm = self.wait_for(dst_cluster, "vm", dst, name, lambda v: v and v["spec"].get("runStrategy") == run_strategy,
+                           30, "the receiving VM's runStrategy restored")
+        assert vm["spec"]["runStrategy"] == run_strategy
+        vmi = self.get(dst_cluster, "vmi", dst, name)
+        assert phase(vmi) == "Running", vmi
+        ms = vmi["status"]["migrationState"]
+        assert ms["completed"] is True and not ms.get("failed"), ms
+        assert ms["targetNode"] == vmi["status"]["nodeName"] != ms["sourceNode"]
+        assert ms["targetNodeAddress"] and ms["startTimestamp"] and ms["endTimestamp"]
+        assert ms["targetNodeDomainReadyTimestamp"]
+        assert "kubevirt.io/create-migration-target" not in (vmi["metadata"].get("annotations") or {})
+        if run_strategy == "Always":
+            self.wait_for(src_cluster, "vm", src, name, lambda v: v["spec"].get("runStrategy") == "Halted", 30,
+                          "the source VM halted")
+            self.wait_gone(src_cluster, "vmi", src, name)
+        for vmim in self.list(src_cluster, "vmim", src):
+            if vmim["spec"]["vmiName"] == name and vmim["spec"].get("sendTo"):
+                assert phase(vmim) == "Succeeded", vmim["status"]
+        receiving = [m for m in self.list(dst_cluster, "vmim", dst)
+                     if m["spec"]["vmiName"] == name and m["spec"].get("receive")]
+        assert [phase(m) for m in receiving] == ["Succeeded"]
+        return vmi
+
+    def dump(self, *namespaces: str) -> str:
+        """For an assertion message: the pods, VMIMs and VMIs of both clusters in these namespaces."""
+        lines = []
+        for c in self.clusters:
+            for ns in namespaces:
+                for p in self.list(c.name, "pod", ns):
+                    lines.append(f"{c.name} pod {ns}/{p['metadata']['name']} node={p['spec'].get('nodeName')} "
+                                 f"phase={phase(p)}")
+                for m in self.list(c.name, "vmim", ns):
+                    lines.append(f"{c.name} vmim {ns}/{m['metadata']['name']} {phase(m)} "
+                                 f"deleting={bool(m['metadata'].get('deletionTimestamp'))} "
+                                 f"conditions={(m.get('status') or {}).get('conditions')}")
+                for v in self.list(c.name, "vmi", ns):
+                    lines.append(f"{c.name} vmi {ns}/{v['metadata']['name']} {phase(v)} "
+                                 f"{json.dumps((v.get('status') or {}).get('migrationState'))}")
+        return "\n" + "\n".join(lines)
