@@ -1,4 +1,4 @@
-"""`--parallel auto` reads the limits from the clusters' KubeVirt CRs and the VMs' nodes (real API servers)."""
+"""`--parallel auto` reads the limits from the clusters' KubeVirt CRs and the VMs' nodes (the KubeVirt tier)."""
 
 from __future__ import annotations
 
@@ -15,11 +15,12 @@ def set_limits(cluster, migrations):
                     content_type="application/merge-patch+json")
 
 
-def test_parallel_auto_takes_the_target_clusters_limit(clusters, namespaces, kubevirt_sim, dlm):
-    ns = namespaces("source", "target")
+def test_parallel_auto_takes_the_target_clusters_limit(kubevirt, dlm):
+    clusters = kubevirt.clusters
+    ns = kubevirt.namespaces("source", "target")
     for name in ("vm1", "vm2", "vm3"):
-        start_vm(kubevirt_sim, "source", ns, name)
-    nodes = {kubevirt_sim.get("source", "vmi", ns, n)["status"]["nodeName"] for n in ("vm1", "vm2", "vm3")}
+        start_vm(kubevirt, "source", ns, name)
+    nodes = {kubevirt.get("source", "vmi", ns, n)["status"]["nodeName"] for n in ("vm1", "vm2", "vm3")}
     set_limits(clusters.target, {"parallelMigrationsPerCluster": 2})
     set_limits(clusters.source, {"parallelMigrationsPerCluster": 50, "parallelOutboundMigrationsPerNode": 7})
     try:
