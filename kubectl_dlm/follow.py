@@ -61,6 +61,12 @@ def assess(view: View) -> Assessment:
     tgt = phase(view.target_vmim) or (f"gone after {view.target_vmim_final}" if view.target_vmim_seen and view.target_vmim is None else "")
     result = Assessment(source_phase=src or "-", target_phase=tgt or "-")
     for side, vmim in (("source", view.source_vmim), ("target", view.target_vmim)):
+        # A Succeeded VMIM keeps a stale blocked condition: KubeVirt copies the VMI's
+        # DecentralizedLiveMigrationFailure onto every VMIM, final ones too (migration.go:553-559, 654,
+        # 678-694 @v1.9.0), and the sync controller clears it only on a later successful sync
+        # (synchronization-controller.go:390-431), which never comes once the migration is over.
+        if phase(vmim) == "Succeeded":
+            continue
         for cond in _conditions(vmim):
             if cond.get("type") == BLOCKED_CONDITION and cond.get("status") == "True":
                 result.blocked.append((side, cond.get("message") or cond.get("reason") or ""))

@@ -79,6 +79,16 @@ def test_blocked_conditions_are_reported_per_side_and_explained():
     assert fix.startswith("run `kubectl dlm trust")
 
 
+def test_a_blocked_condition_left_on_a_succeeded_migration_is_not_reported():
+    # seen on KubeVirt's own controllers: the target VMIM of a finished move still carries
+    # "unable to locate VMI for migrationID" from before the receiving VMI existed
+    stale = {**WAITING, "message": "rpc error: code = Unknown desc = target: unable to locate VMI for migrationID x"}
+    result = follow.assess(view(target=vmim("Succeeded", [stale]), source_gone_after="Succeeded"))
+    assert result.outcome == follow.SUCCEEDED and result.blocked == []
+    result = follow.assess(view(vmim("Running", [BLOCKED_X509]), vmim("Succeeded", [stale])))
+    assert [side for side, _ in result.blocked] == ["source"]
+
+
 @pytest.mark.parametrize("message, cause_starts", [
     ("dial tcp 192.0.2.20:9185: connect: connection refused", "the target's synchronization address cannot be reached"),
     ("context deadline exceeded", "the target's synchronization address cannot be reached"),
