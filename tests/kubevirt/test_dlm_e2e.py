@@ -2,7 +2,8 @@
 virt-handler (tests/kubevirt/handler.py), the scheduler and kubelet are played.
 
 Each test asserts the end state KubeVirt's controllers leave on both clusters, not only the plugin's
-exit code. A test that also runs on the simulator tier (tests/e2e) says so.
+exit code. More of kubectl dlm end to end on this tier: tests/e2e (fixture `kubevirt`, tier.py); ten
+VMs at a time: tests/e2e/test_survive.py.
 """
 from __future__ import annotations
 
@@ -103,7 +104,6 @@ def assert_moved(kubevirt_clusters, src_cluster: str, src: str, dst_cluster: str
 
 
 def test_cross_cluster_move(kubevirt_clusters, kv_namespace, dlm):
-    """Also on the simulator tier: tests/e2e/test_migrate.py::test_cross_cluster_move."""
     ns = kv_namespace
     start_vm(kubevirt_clusters, ns)
     code, out, err = dlm("migrate", "vm1", "--context", "source", "-n", ns, "--to-context", "target", *FOLLOW)
@@ -123,8 +123,7 @@ def other_namespace(kubevirt_clusters, kv_namespace):
 
 
 def test_same_cluster_namespace_move(kubevirt_clusters, kv_namespace, other_namespace, dlm):
-    """Also on the simulator tier: tests/e2e/test_migrate.py::test_same_cluster_namespace_move. One
-    API server, one synchronization controller serving both ends, two nodes (the receiving pod may
+    """One API server, one synchronization controller serving both ends, two nodes (the receiving pod may
     not run on the source's node, migration.go:913-935)."""
     src, dst = kv_namespace, other_namespace
     start_vm(kubevirt_clusters, src)
@@ -171,8 +170,7 @@ def destination(kv_namespace: str, other_namespace: str, cross: bool) -> tuple[s
 
 @BOTH
 def test_cancel_during_transfer(kubevirt_clusters, kv_namespace, other_namespace, dlm, slow_transfer, cross):
-    """Also on the simulator tier: tests/e2e/test_survive.py::test_cancel_during_transfer. The plugin
-    deletes both VMIMs; the real migration controller sets abortRequested on each VMI
+    """The plugin deletes both VMIMs; the real migration controller sets abortRequested on each VMI
     (migration.go:1921-1927), the played handler cancels the source's libvirt job (migration-source.go
     handleMigrationAbort), the source reports the abort and the target records it once the source's
     end arrived through the sync controller (migration-target.go:248-287)."""
@@ -246,8 +244,8 @@ def broken_transfer():
 def test_transfer_failing_after_handoff_fails_the_move_with_libvirts_reason(kubevirt_clusters, kv_namespace,
                                                                              other_namespace, dlm, broken_transfer,
                                                                              cross):
-    """Also on the simulator tier: tests/e2e/test_migrate.py::test_failure_mid_transfer_then_cleanup_then_retry.
-    The source's launcher reports the failed job (setMigrationResult), the played handler copies it to
+    """tests/e2e/test_migrate.py::test_failure_mid_transfer_then_cleanup_then_retry goes on with cleanup
+    and a retry. The source's launcher reports the failed job (setMigrationResult), the played handler copies it to
     the source VMI (migration-source.go:191-218) and the real migration controller fails the source
     migration ("source node reported migration failed"); the VM keeps running where it was."""
     ns = kv_namespace
@@ -269,8 +267,7 @@ def test_transfer_failing_after_handoff_fails_the_move_with_libvirts_reason(kube
 @BOTH
 def test_killed_and_run_again_resumes_without_a_second_vmim(kubevirt_clusters, kv_namespace, other_namespace, dlm,
                                                             cross):
-    """Also on the simulator tier: tests/e2e/test_survive.py::test_killed_and_run_again_resumes_without_a_second_vmim.
-    The CLI dies mid-transfer; the migration goes on in KubeVirt, and `migrate` run again follows the
+    """The CLI dies mid-transfer; the migration goes on in KubeVirt, and `migrate` run again follows the
     same migration (same migration ID, one target VMIM) to its end."""
     ns = kv_namespace
     dst, target, where = destination(kv_namespace, other_namespace, cross)
@@ -297,8 +294,7 @@ def test_killed_and_run_again_resumes_without_a_second_vmim(kubevirt_clusters, k
 
 def test_reviewed_bundle_is_applied_with_secrets_copied_server_to_server(kubevirt_clusters, kv_namespace, dlm,
                                                                           tmp_path):
-    """Also on the simulator tier: tests/e2e/test_survive.py::test_reviewed_bundle_is_applied_with_secrets_copied_server_to_server.
-    `render` writes a bundle without Secret data; `apply` copies the Secret server to server and the
+    """`render` writes a bundle without Secret data; `apply` copies the Secret server to server and the
     real controllers carry the move out (virt-api admits every object the bundle holds)."""
     ns = kv_namespace
     s, t = kubevirt_clusters.by_name("source"), kubevirt_clusters.by_name("target")
@@ -323,21 +319,3 @@ def test_reviewed_bundle_is_applied_with_secrets_copied_server_to_server(kubevir
     copied = t.request("GET", f"/api/v1/namespaces/{ns}/secrets/vm1-userdata")
     assert copied["data"] == secret["data"] and copied["type"] == "Opaque"
     assert_moved(kubevirt_clusters, "source", ns, "target", ns)
-
-
-def test_ten_vms_three_at_a_time(kubevirt_clusters, kv_namespace, dlm):
-    """Also on the simulator tier: tests/e2e/test_survive.py::test_ten_vms_three_at_a_time. Ten VMs
-    moved across clusters, three migrations at a time, each with its own pair of VMIMs."""
-    ns = kv_namespace
-    s = kubevirt_clusters.by_name("source")
-    names = [f"vm{i}" for i in range(10)]
-    for n in names:
-        s.request("POST", KV.format(ns=ns, kind="virtualmachines"), vm_manifest(n, "Always"))
-    wait_for("ten VMIs Running", lambda: sum(v.get("status", {}).get("phase") == "Running"
-                                             for v in get(s, ns, "virtualmachineinstances")["items"]) == 10, 120)
-    code, out, err = dlm("migrate", *names, "--context", "source", "-n", ns, "--to-context", "target",
-                         "--parallel", "3", *FOLLOW)
-    assert code == errors.OK, out + err + dump(kubevirt_clusters, ns)
-    for n in names:
-        assert f"{n}: succeeded" in out
-        assert_moved(kubevirt_clusters, "source", ns, "target", ns, n)
