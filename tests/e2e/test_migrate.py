@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from kubectl_dlm import errors
 from tests.e2e.conftest import start_vm
+from tests.harness.kubevirt import join_host_port
 from tests.kubevirt.tier import vm_manifest
 
-# --skip-checks: the tier's synchronization controllers listen on loopback addresses, which `check`
-# rightly fails for a real pair of clusters (checks/cluster_rules.py classify_address).
-FOLLOW = ("--sync-timeout", "60", "--timeout", "120", "-o", "plain", "--skip-checks")
+# No --skip-checks: migrate's checks pass on the tier as on a real pair of clusters (tests/kubevirt/test_check.py).
+FOLLOW = ("--sync-timeout", "60", "--timeout", "120", "-o", "plain")
 BROKEN_STREAM = "Unable to read from socket: Connection reset by peer"   # libvirt's, as tests/sim had it
 
 
@@ -23,7 +23,9 @@ def test_name_taken_on_target_is_an_error_and_nothing_is_overwritten(kubevirt, d
     squatter = vm_manifest("vm1", "Halted")
     squatter["metadata"]["labels"] = {"owner": "someone-else"}
     kubevirt.create("source", "vm", dst, squatter)
-    code, out, err = dlm("migrate", "vm1", "--context", "source", "-n", src, "--to-namespace", dst, *FOLLOW)
+    # --skip-checks: past check's name-collisions row, the refusal when the VM is applied
+    code, out, err = dlm("migrate", "vm1", "--context", "source", "-n", src, "--to-namespace", dst, "--skip-checks",
+                         *FOLLOW)
     assert code == errors.REFUSED, out + err
     assert "vm1: refused" in out  # the result on stdout, the error with its cause and hint on stderr
     assert err.startswith("error: vm1: refused: ") and "\n  hint: " in err
@@ -86,21 +88,22 @@ def test_dry_run_server_sends_everything_and_changes_nothing(kubevirt, dlm):
     assert kubevirt.list("source", "vmim", ns) == []
 
 
-# Still on the simulator until the tier has its knob (kvsync: block_sync on the real sync controllers).
-def test_stall_ends_in_sync_timeout_with_the_cause(namespaces, kubevirt_sim, dlm):
-    from tests.sim import scenario
-    ns = namespaces("source", "target")
-    start_vm(kubevirt_sim, "source", ns)
-    scenario.trust_each_other(kubevirt_sim)
-    kubevirt_sim.faults.block_sync("target", "refused")
+def test_stall_ends_in_sync_timeout_with_the_cause(kubevirt, dlm):
+    """The target's synchronization controller is down (its pod and Lease stay, its address stays
+    published): the real source sync controller's dial error, as KubeVirt words it, is the cause."""
+    ns = kubevirt.namespaces("source", "target")
+    start_vm(kubevirt, "source", ns)
+    target_sync = join_host_port(kubevirt.clusters.kubevirt["target"].sync_ip,
+                                 kubevirt.clusters.kubevirt["target"].sync_port)
+    kubevirt.faults.block_sync("target", "refused")
     code, out, err = dlm("migrate", "vm1", "--context", "source", "-n", ns, "--to-context", "target",
                          "--sync-timeout", "5", "--timeout", "60", "-o", "plain")
-    assert code == errors.TIMED_OUT, out + err
+    assert code == errors.TIMED_OUT, out + err + kubevirt.dump(ns)
     assert "did not connect within 5s" in err and err.startswith("error: vm1: timed out: ")
     assert "cannot be reached" in err  # the plain-words cause of the dial error
     # the evidence, each with its age (KubeVirt keeps a blocked condition's first message), read now
     assert "source VMI DecentralizedLiveMigrationFailure: rpc error: " in err and "(first reported " in err
-    assert "source VMI migrationState: targetState.syncAddress=192.0.2.20:9185" in err and " UTC) - likely cause" in err
+    assert f"source VMI migrationState: targetState.syncAddress={target_sync}" in err and " UTC) - likely cause" in err
     assert "kubectl dlm cancel vm1" in err
     # left as it is: both migrations still exist
-    assert kubevirt_sim.clusters["source"].stores["vmim"].list(ns)
+    assert kubevirt.list("source", "vmim", ns) and kubevirt.list("target", "vmim", ns)

@@ -14,9 +14,7 @@ def test_status_in_every_format_after_a_cross_cluster_move(kubevirt, dlm):
     ns = kubevirt.namespaces("source", "target")
     start_vm(kubevirt, "source", ns)
     sides = ("--context", "source", "-n", ns, "--to-context", "target")
-    # --skip-checks: the tier's sync controllers listen on loopback addresses (tests/e2e/test_migrate.py)
-    code, out, err = dlm("migrate", "vm1", *sides, "--sync-timeout", "60", "--timeout", "120", "-o", "json",
-                         "--skip-checks")
+    code, out, err = dlm("migrate", "vm1", *sides, "--sync-timeout", "60", "--timeout", "120", "-o", "json")
     assert code == errors.OK, out + err
     started = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     migration_id = next(e["migrationID"] for e in started if e.get("event") == "finished")

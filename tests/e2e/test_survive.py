@@ -26,8 +26,6 @@ from tests.kubevirt.played import wait_for
 from tests.kubevirt.tier import phase, vm_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
-# the tier's sync controllers listen on loopback addresses, which `check` rightly fails (test_migrate.py)
-SKIP_CHECKS = ("--skip-checks",)
 
 
 def background(clusters, *args: str) -> subprocess.Popen:
@@ -56,7 +54,7 @@ def test_interrupt_leaves_the_migration_running_and_says_how_to_resume(kubevirt)
     start_vm(kubevirt, "source", src)
     kubevirt.faults.transfer_seconds = 8
     proc = background(kubevirt.clusters, "migrate", "vm1", "--context", "source", "-n", src, "--to-namespace", dst,
-                      "-o", "plain", *SKIP_CHECKS)
+                      "-o", "plain")
     wait_vmim_phase(kubevirt, "source", src, ("Running",))
     proc.send_signal(signal.SIGINT)
     code, out = finish(proc)
@@ -72,7 +70,7 @@ def test_api_server_restart_mid_migration(kubevirt):
     start_vm(kubevirt, "source", src)
     kubevirt.faults.transfer_seconds = 8
     proc = background(kubevirt.clusters, "migrate", "vm1", "--context", "source", "-n", src, "--to-namespace", dst,
-                      "--timeout", "120", "-o", "plain", *SKIP_CHECKS)
+                      "--timeout", "120", "-o", "plain")
     wait_vmim_phase(kubevirt, "source", src, ("Running",))
     kubevirt.clusters.source.restart_apiserver(down_seconds=2)
     code, out = finish(proc)
@@ -93,7 +91,7 @@ def test_ten_vms_three_at_a_time(kubevirt, dlm):
     for name in names:
         kubevirt.wait_for("source", "vmi", src, name, lambda v: phase(v) == "Running", 120, "VMI Running")
     code, out, err = dlm("migrate", "-l", "app=web", "--context", "source", "-n", src, "--to-namespace", dst,
-                         "--parallel", "3", "--timeout", "300", "-o", "plain", *SKIP_CHECKS)
+                         "--parallel", "3", "--timeout", "300", "-o", "plain")
     assert code == errors.OK, out + err + kubevirt.dump(src, dst)
     summary = out[out.index("OUTCOME"):]
     assert all(f"{name}" in summary for name in names) and summary.count("succeeded") == 10
@@ -149,7 +147,7 @@ def test_progress_read_from_prometheus(kubevirt, dlm, prometheus):
     start_vm(kubevirt, "source", src)
     kubevirt.faults.transfer_seconds = 8
     code, out, err = dlm("migrate", "vm1", "--context", "source", "-n", src, "--to-namespace", dst,
-                         "--prometheus-url", prometheus, "--timeout", "120", "-o", "json", *SKIP_CHECKS)
+                         "--prometheus-url", prometheus, "--timeout", "120", "-o", "json")
     assert code == errors.OK, out + err
     events = [json.loads(line) for line in out.splitlines()]
     progress = [e["progress"] for e in events if e.get("event") == "status" and e.get("progress")]
@@ -171,7 +169,7 @@ def test_a_migration_that_cannot_converge_is_called_out(kubevirt, dlm, prometheu
     kubevirt.faults.transfer_bytes = 4 * 2**30  # ~102 MiB/s sent
     kubevirt.faults.dirty_rate = 200 * 2**20
     code, out, err = dlm("migrate", "vm1", "--context", "source", "-n", src, "--to-namespace", dst,
-                         "--prometheus-url", prometheus, "--timeout", "120", "-o", "json", *SKIP_CHECKS)
+                         "--prometheus-url", prometheus, "--timeout", "120", "-o", "json")
     assert code == errors.OK, out + err  # the played libvirt lets it finish when its time is up
     events = [json.loads(line) for line in out.splitlines()]
     verdicts = [e for e in events if e.get("event") == "convergence"]

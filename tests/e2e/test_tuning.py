@@ -16,9 +16,7 @@ from kubectl_dlm.model import LABEL_MIGRATION_ID, LABEL_VM
 from tests.e2e.conftest import start_vm
 from tests.harness.apiserver import ApiError
 
-# --skip-checks: the tier's sync controllers listen on loopback addresses (tests/e2e/test_migrate.py)
-FOLLOW = ("--sync-timeout", "60", "--timeout", "120", "-o", "plain", "--skip-checks")
-APPLY_FOLLOW = FOLLOW[:-1]   # apply runs no checks
+FOLLOW = ("--sync-timeout", "60", "--timeout", "120", "-o", "plain")
 POLICIES = "/apis/migrations.kubevirt.io/v1alpha1/migrationpolicies"
 TUNE = ("--bandwidth", "64Mi", "--allow-post-copy", "--completion-timeout-per-gib", "300")
 
@@ -55,7 +53,7 @@ def test_bundle_with_tuning_applied_then_the_policy_is_gone(tmp_path, kubevirt, 
     assert f"1-prepare-target/migrationpolicy-{name}.yaml" in index["phases"][0]["files"]
     assert "## Migration tuning" in (out_dir / "README.md").read_text()
 
-    code, out, err = dlm("apply", "-f", str(out_dir), *APPLY_FOLLOW)
+    code, out, err = dlm("apply", "-f", str(out_dir), *FOLLOW)
     assert code == errors.OK, out + err
     assert f"applied MigrationPolicy {name} on target" in out  # the API server took it (CRD schema)
     assert f"deleted MigrationPolicy {name} on target (the migration is over)" in out
@@ -215,13 +213,11 @@ def test_cleanup_after_a_success_removes_only_a_leftover_policy(kubevirt, dlm,
     assert code == errors.REFUSED and "the migration succeeded" in err
 
 
-# Still on the simulator until the tier has its knob (kvsync: block_sync on the real sync controllers).
-def test_timed_out_run_keeps_the_policy_until_cancel(clusters, namespaces, kubevirt_sim, dlm):
-    from tests.sim import scenario
-    ns = namespaces("source", "target")
-    start_vm(kubevirt_sim, "source", ns)
-    scenario.trust_each_other(kubevirt_sim)
-    kubevirt_sim.faults.block_sync("target", "refused")
+def test_timed_out_run_keeps_the_policy_until_cancel(kubevirt, dlm, no_policies_left):
+    clusters = kubevirt.clusters
+    ns = kubevirt.namespaces("source", "target")
+    start_vm(kubevirt, "source", ns)
+    kubevirt.faults.block_sync("target", "refused")
     code, out, err = dlm("migrate", "vm1", "--context", "source", "-n", ns, "--to-context", "target", *TUNE,
                          "--sync-timeout", "5", "--timeout", "60", "-o", "plain")
     assert code == errors.TIMED_OUT, out + err
