@@ -1,8 +1,5 @@
-"""After the move, end to end: verify, retire the source, delete it only when asked.
-
-Two real API servers; KubeVirt played by the simulator, whose VM controller halts only a
-runStrategy Always source (vm.go:987-996) and keeps a Manual source's Succeeded VMI.
-"""
+"""After the move, end to end on the KubeVirt tier: verify, retire the source, delete it only when
+asked. KubeVirt's own VM controller halts only a runStrategy Always source (vm.go:987-996)."""
 
 from __future__ import annotations
 
@@ -11,14 +8,13 @@ import json
 from kubectl_dlm import errors
 from kubectl_dlm.model import ANN_MIGRATED_TO, ANN_MIGRATION_ID, ANN_MIGRATED_AT
 from tests.e2e.conftest import start_vm
-from tests.sim import scenario
 
 FOLLOW = ("--sync-timeout", "60", "--timeout", "120", "-o", "plain")
 
 
-def test_verify_retire_and_delete_the_source(namespaces, kubevirt_sim, dlm):
-    src, dst = namespaces("source"), namespaces("source")
-    start_vm(kubevirt_sim, "source", src, run_strategy="Once")
+def test_verify_retire_and_delete_the_source(kubevirt, dlm):
+    src, dst = kubevirt.namespaces("source"), kubevirt.namespaces("source")
+    start_vm(kubevirt, "source", src, run_strategy="Once", data_volume=True)
     args = ("--context", "source", "-n", src, "--to-namespace", dst)
     code, out, err = dlm("migrate", "vm1", *args, *FOLLOW)
     assert code == errors.OK, out + err
@@ -26,28 +22,28 @@ def test_verify_retire_and_delete_the_source(namespaces, kubevirt_sim, dlm):
     assert ("warning: vm1: the source VM has runStrategy Once, which KubeVirt does not halt after a move: the old "
             "copy can be started again on the old disks, with the same MAC addresses and firmware UUID") in out
     assert f"Retire it: kubectl dlm retire vm1 -n {src} --context source --to-namespace {dst}" in out
-    assert kubevirt_sim.get("source", "vm", src, "vm1")["spec"]["runStrategy"] == "Once"
+    assert kubevirt.get("source", "vm", src, "vm1")["spec"]["runStrategy"] == "Once"
     code, out, err = dlm("verify", "vm1", *args, "-o", "json")
     assert code == errors.OK, out + err
     [verdict] = json.loads(out)
     facts = {f["fact"]: f for f in verdict["facts"]}
     assert verdict["passed"] and set(facts) == {"target-running", "migrated-live", "run-strategy-restored",
                                                 "source-stopped", "disks-bound", "firmware-uuid", "mac-addresses"}
-    target_vmim = kubevirt_sim.clusters["source"].stores["vmim"].list(dst)[0]
+    [target_vmim] = kubevirt.list("source", "vmim", dst)
     assert target_vmim["metadata"]["uid"] in facts["migrated-live"]["evidence"]
     assert "runStrategy Once" in facts["source-stopped"]["evidence"]  # KubeVirt did not halt it
     assert "Once" in facts["run-strategy-restored"]["evidence"]
 
     code, out, err = dlm("retire", "vm1", *args)
     assert code == errors.OK, out + err
-    source_vm = kubevirt_sim.get("source", "vm", src, "vm1")
+    source_vm = kubevirt.get("source", "vm", src, "vm1")
     assert source_vm["spec"]["runStrategy"] == "Halted"
     notes = source_vm["metadata"]["annotations"]
     assert notes[ANN_MIGRATED_TO] == f"source/{dst}/vm1"
     assert notes[ANN_MIGRATION_ID] == verdict["migrationID"] and notes[ANN_MIGRATED_AT].endswith("Z")
     for kind in ("dv", "pvc"):
-        assert kubevirt_sim.get("source", kind, src, "vm1-disk")["metadata"]["annotations"][ANN_MIGRATED_TO] == f"source/{dst}/vm1"
-    kubevirt_sim.wait_gone("source", "vmi", src, "vm1")  # Halted: KubeVirt removes the Succeeded VMI
+        assert kubevirt.get("source", kind, src, "vm1-disk")["metadata"]["annotations"][ANN_MIGRATED_TO] == f"source/{dst}/vm1"
+    kubevirt.wait_gone("source", "vmi", src, "vm1")  # Halted: KubeVirt removes the Succeeded VMI
     code, out, err = dlm("verify", "vm1", *args)
     assert code == errors.OK and "source VM retired (Halted" in out, out + err
 
@@ -55,20 +51,20 @@ def test_verify_retire_and_delete_the_source(namespaces, kubevirt_sim, dlm):
     code, out, err = dlm("retire", "vm1", *args, "--delete-vm", "--delete-disks")
     assert code == errors.REFUSED, out + err
     assert f"VirtualMachine {src}/vm1" in err and f"PersistentVolumeClaim {src}/vm1-disk" in err and "--yes" in err
-    assert kubevirt_sim.get("source", "vm", src, "vm1") is not None
+    assert kubevirt.get("source", "vm", src, "vm1") is not None
     code, out, err = dlm("retire", "vm1", *args, "--delete-vm", "--delete-disks", "--yes")
     assert code == errors.OK, out + err
     for kind, name in (("vm", "vm1"), ("dv", "vm1-disk"), ("pvc", "vm1-disk")):
-        kubevirt_sim.wait_gone("source", kind, src, name)
-    assert kubevirt_sim.get("source", "vmi", dst, "vm1")["status"]["phase"] == "Running"  # the moved VM is untouched
+        kubevirt.wait_gone("source", kind, src, name)
+    assert kubevirt.get("source", "vmi", dst, "vm1")["status"]["phase"] == "Running"  # the moved VM is untouched
     code, out, err = dlm("verify", "vm1", *args)
     assert code == errors.OK, out + err
 
 
-def test_verify_fails_without_a_live_move_and_retire_refuses(namespaces, kubevirt_sim, dlm):
-    src, dst = namespaces("source"), namespaces("source")
-    start_vm(kubevirt_sim, "source", src)
-    start_vm(kubevirt_sim, "source", dst)  # a VM of that name booted on the target: not a migration
+def test_verify_fails_without_a_live_move_and_retire_refuses(kubevirt, dlm):
+    src, dst = kubevirt.namespaces("source"), kubevirt.namespaces("source")
+    start_vm(kubevirt, "source", src, data_volume=True)
+    start_vm(kubevirt, "source", dst, data_volume=True)  # a VM of that name booted on the target: not a migration
     args = ("--context", "source", "-n", src, "--to-namespace", dst)
     code, out, err = dlm("verify", "vm1", *args)
     assert code == errors.NOT_VERIFIED, out + err
@@ -76,8 +72,8 @@ def test_verify_fails_without_a_live_move_and_retire_refuses(namespaces, kubevir
     assert "source VMI is Running" in out  # the old copy runs
     code, out, err = dlm("retire", "vm1", *args, "--yes", "--delete-vm")
     assert code == errors.REFUSED and "verify fails" in err, out + err
-    assert kubevirt_sim.get("source", "vm", src, "vm1")["spec"]["runStrategy"] == "Always"
-    assert kubevirt_sim.get("source", "vmi", src, "vm1")["status"]["phase"] == "Running"
+    assert kubevirt.get("source", "vm", src, "vm1")["spec"]["runStrategy"] == "Always"
+    assert kubevirt.get("source", "vmi", src, "vm1")["status"]["phase"] == "Running"
 
 
 def _there_and_back_again(sim, dlm, a, b, ns_a, ns_b):
@@ -124,36 +120,34 @@ def _there_and_back_again(sim, dlm, a, b, ns_a, ns_b):
     return outputs
 
 
-def test_move_there_back_and_again_across_clusters(namespaces, kubevirt_sim, dlm):
-    ns = namespaces("source", "target")
-    start_vm(kubevirt_sim, "source", ns)
-    scenario.trust_each_other(kubevirt_sim)
-    outputs = _there_and_back_again(kubevirt_sim, dlm, "source", "target", ns, ns)
+def test_move_there_back_and_again_across_clusters(kubevirt, dlm):
+    ns = kubevirt.namespaces("source", "target")
+    start_vm(kubevirt, "source", ns, data_volume=True)
+    outputs = _there_and_back_again(kubevirt, dlm, "source", "target", ns, ns)
     for out in outputs:
         assert "verify pass: migrated-live" in out and "verify fail" not in out
 
 
-def test_move_there_back_and_again_within_one_cluster(namespaces, kubevirt_sim, dlm):
-    ns_a, ns_b = namespaces("source"), namespaces("source")
-    start_vm(kubevirt_sim, "source", ns_a)
-    _there_and_back_again(kubevirt_sim, dlm, "source", "source", ns_a, ns_b)
+def test_move_there_back_and_again_within_one_cluster(kubevirt, dlm):
+    ns_a, ns_b = kubevirt.namespaces("source"), kubevirt.namespaces("source")
+    start_vm(kubevirt, "source", ns_a, data_volume=True)
+    _there_and_back_again(kubevirt, dlm, "source", "source", ns_a, ns_b)
 
 
-def test_gitops_bundle_applied_then_the_after_state_matches_the_moved_vm(tmp_path, namespaces, kubevirt_sim, dlm):
+def test_gitops_bundle_applied_then_the_after_state_matches_the_moved_vm(tmp_path, kubevirt, dlm):
     from ruamel.yaml import YAML
 
-    ns = namespaces("source", "target")
-    start_vm(kubevirt_sim, "source", ns, run_strategy="Once")
-    scenario.trust_each_other(kubevirt_sim)
+    ns = kubevirt.namespaces("source", "target")
+    start_vm(kubevirt, "source", ns, run_strategy="Once", data_volume=True)
     out_dir = tmp_path / "migration"
     code, out, err = dlm("render", "vm1", "--context", "source", "-n", ns, "--to-context", "target", "--output-dir", str(out_dir))
     assert code == errors.OK, out + err
-    receiving = kubevirt_sim_yaml(out_dir / "1-prepare-target" / "virtualmachine-vm1.yaml")
+    receiving = read_yaml(out_dir / "1-prepare-target" / "virtualmachine-vm1.yaml")
     assert receiving["metadata"]["annotations"]["kustomize.toolkit.fluxcd.io/reconcile"] == "disabled"
     code, out, err = dlm("apply", "-f", str(out_dir), "--retire-source", *FOLLOW)
     assert code == errors.OK, out + err
     assert "verify pass: migrated-live" in out and "retired: VirtualMachine" in out
-    live = kubevirt_sim.get("target", "vm", ns, "vm1")
+    live = kubevirt.get("target", "vm", ns, "vm1")
     after = YAML(typ="safe", pure=True).load((out_dir / "after-move" / "virtualmachine-vm1.yaml").read_text())
     assert after["spec"]["runStrategy"] == live["spec"]["runStrategy"] == "Once"  # restored by KubeVirt
     assert after["spec"]["template"]["spec"]["domain"]["firmware"]["uuid"] == \
@@ -163,54 +157,54 @@ def test_gitops_bundle_applied_then_the_after_state_matches_the_moved_vm(tmp_pat
     # the live VM carries the hand-off annotations until the user removes them; the after-state never
     assert live["metadata"]["annotations"]["argocd.argoproj.io/sync-options"] == "Prune=false"
     assert not [k for k in after["metadata"]["annotations"] if "argocd" in k or "fluxcd" in k or "dlm." in k]
-    source_vm = kubevirt_sim.get("source", "vm", ns, "vm1")
+    source_vm = kubevirt.get("source", "vm", ns, "vm1")
     assert source_vm["spec"]["runStrategy"] == "Halted"  # Once is not halted by KubeVirt: --retire-source did
 
 
-def kubevirt_sim_yaml(path):
+def read_yaml(path):
     from ruamel.yaml import YAML
 
     return YAML(typ="safe", pure=True).load(path.read_text())
 
 
-def _orphaning_gc(sim, cluster, namespace, stop):
+def _orphaning_gc(tier, cluster, namespace, stop):
     """What kube-controller-manager's garbage collector does for a delete with propagationPolicy
     Orphan (the test API server runs no controller manager): drop the owner from its dependents'
     ownerReferences, then the `orphan` finalizer from the owner."""
     import time
 
-    from tests.sim import kube as K
+    from tests.harness.apiserver import ApiError
+    from tests.kubevirt.tier import path
 
-    api = sim.clusters[cluster].kube
     while not stop.is_set():
-        for vm in api.list(K.VM, namespace)[0]:
-            if vm["metadata"].get("deletionTimestamp") and "orphan" in (vm["metadata"].get("finalizers") or []):
-                uid = vm["metadata"]["uid"]
-                for res in (K.DV, K.PVC):
-                    for dep in api.list(res, namespace)[0]:
-                        refs = dep["metadata"].get("ownerReferences") or []
-                        if any(r.get("uid") == uid for r in refs):
-                            dep["metadata"]["ownerReferences"] = [r for r in refs if r.get("uid") != uid]
-                            api.replace(res, dep, "test-garbage-collector")
-                vm["metadata"]["finalizers"] = [f for f in vm["metadata"]["finalizers"] if f != "orphan"]
-                try:
-                    api.replace(K.VM, vm, "test-garbage-collector")
-                except Exception:  # changed meanwhile: next round
-                    pass
+        try:
+            for vm in tier.list(cluster, "vm", namespace):
+                if vm["metadata"].get("deletionTimestamp") and "orphan" in (vm["metadata"].get("finalizers") or []):
+                    uid = vm["metadata"]["uid"]
+                    for kind in ("dv", "pvc"):
+                        for dep in tier.list(cluster, kind, namespace):
+                            refs = dep["metadata"].get("ownerReferences") or []
+                            if any(r.get("uid") == uid for r in refs):
+                                dep["metadata"]["ownerReferences"] = [r for r in refs if r.get("uid") != uid]
+                                tier.request(cluster, "PUT", path(kind, namespace, dep["metadata"]["name"]), dep)
+                    vm["metadata"]["finalizers"] = [f for f in vm["metadata"]["finalizers"] if f != "orphan"]
+                    tier.request(cluster, "PUT", path("vm", namespace, vm["metadata"]["name"]), vm)
+        except ApiError:  # changed meanwhile: next round
+            pass
         time.sleep(0.2)
 
 
-def test_move_back_keeping_the_retired_disks_gives_the_new_disks_other_claim_names(namespaces, kubevirt_sim, dlm):
+def test_move_back_keeping_the_retired_disks_gives_the_new_disks_other_claim_names(kubevirt, dlm):
     import threading
 
-    ns_a, ns_b = namespaces("source"), namespaces("source")
-    start_vm(kubevirt_sim, "source", ns_a)
+    ns_a, ns_b = kubevirt.namespaces("source"), kubevirt.namespaces("source")
+    start_vm(kubevirt, "source", ns_a, data_volume=True)
     there = ("--context", "source", "-n", ns_a, "--to-namespace", ns_b)
     code, out, err = dlm("migrate", "vm1", *there, "--retire-source", *FOLLOW)
     assert code == errors.OK, out + err
-    old_disk = kubevirt_sim.get("source", "pvc", ns_a, "vm1-disk")
+    old_disk = kubevirt.get("source", "pvc", ns_a, "vm1-disk")
     stop = threading.Event()
-    gc = threading.Thread(target=_orphaning_gc, args=(kubevirt_sim, "source", ns_a, stop), daemon=True)
+    gc = threading.Thread(target=_orphaning_gc, args=(kubevirt, "source", ns_a, stop), daemon=True)
     gc.start()
     try:
         back = ("--context", "source", "-n", ns_b, "--to-namespace", ns_a)
@@ -220,11 +214,11 @@ def test_move_back_keeping_the_retired_disks_gives_the_new_disks_other_claim_nam
         gc.join(5)
     assert code == errors.OK, out + err
     assert f"deleted the retired copy's VirtualMachine {ns_a}/vm1 (its disks are kept: propagationPolicy Orphan)" in out
-    moved = kubevirt_sim.get("source", "vm", ns_a, "vm1")
+    moved = kubevirt.get("source", "vm", ns_a, "vm1")
     [claim] = [v["dataVolume"]["name"] for v in moved["spec"]["template"]["spec"]["volumes"] if "dataVolume" in v]
     assert claim.startswith("vm1-disk-") and claim != "vm1-disk"
-    assert kubevirt_sim.get("source", "pvc", ns_a, claim)["status"]["phase"] == "Bound"
-    kept = kubevirt_sim.get("source", "pvc", ns_a, "vm1-disk")
+    assert kubevirt.get("source", "pvc", ns_a, claim)["status"]["phase"] == "Bound"
+    kept = kubevirt.get("source", "pvc", ns_a, "vm1-disk")
     assert kept["metadata"]["uid"] == old_disk["metadata"]["uid"]  # the stale disk is still there, untouched
     assert ANN_MIGRATED_TO in kept["metadata"]["annotations"]
     code, out, err = dlm("verify", "vm1", *back)
