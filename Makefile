@@ -22,7 +22,7 @@ test: install ## the whole suite, as CI runs it; builds (or reuses) the test API
 	MINI_KUBE_BIN=$$bin KUBEVIRT_BIN=$$kv PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest
 
 unit: install ## the fast tier only (no API servers)
-	$(PY) -m pytest tests -q --ignore=tests/harness --ignore=tests/sim -m 'not cluster'
+	$(PY) -m pytest tests -q --ignore=tests/harness -m 'not cluster'
 
 example: install ## render the built-in example VM
 	$(VENV)/bin/kubectl-dlm render --example

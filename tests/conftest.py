@@ -1,7 +1,7 @@
 """Shared fixtures of the test suite: where the reference data is, the fixtures, and a CLI runner.
 
-The cluster fixtures (tests/harness) and the KubeVirt simulator (tests/sim) are pytest plugins of
-their own; they are loaded only once they exist, so the fast tier runs on a tree without them.
+The cluster fixtures (tests/harness) and the KubeVirt tier's (tests/kubevirt/fixtures.py) are pytest
+plugins of their own; they are loaded only once they exist, so the fast tier runs on a tree without them.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def _available(module: str) -> bool:
         return False
 
 
-pytest_plugins = ["tests.harness.clusters", "tests.harness.kubevirt", "tests.kubevirt.fixtures", "tests.sim.fixtures"]
+pytest_plugins = ["tests.harness.clusters", "tests.harness.kubevirt", "tests.kubevirt.fixtures"]
 pytest_plugins = [plugin for plugin in pytest_plugins if _available(plugin)]
 
 REPO = Path(__file__).resolve().parent.parent

@@ -1,4 +1,4 @@
-"""Helpers for the end-to-end tests: run the CLI in-process against the test clusters."""
+"""Helpers for the end-to-end tests: run the CLI in-process against the KubeVirt tier's clusters."""
 
 from __future__ import annotations
 
@@ -8,25 +8,19 @@ from kubectl_dlm import cli
 
 
 @pytest.fixture
-def dlm(request, capsys):
-    """dlm("migrate", "vm1", ...) -> (exit code, stdout, stderr), with the test kubeconfig: the
-    KubeVirt tier's when the test uses `kubevirt` (tests/kubevirt/tier.py), else the simulator's."""
-    clusters = (request.getfixturevalue("kubevirt").clusters if "kubevirt" in request.fixturenames
-                else request.getfixturevalue("clusters"))
+def dlm(kubevirt, capsys):
+    """dlm("migrate", "vm1", ...) -> (exit code, stdout, stderr), with the KubeVirt tier's kubeconfig
+    (tests/kubevirt/tier.py)."""
 
     def run(*args: str):
-        code = cli.run(list(args) + ["--kubeconfig", str(clusters.kubeconfig)])
+        code = cli.run(list(args) + ["--kubeconfig", str(kubevirt.clusters.kubeconfig)])
         out = capsys.readouterr()
         return code, out.out, out.err
 
     return run
 
 
-def start_vm(sim, cluster: str, namespace: str, name: str = "vm1", run_strategy: str = "Always", **manifest):
-    """A Running VM: on the KubeVirt tier (sim is a tier.Tier) a containerDisk VM unless
-    data_volume=True; on the simulator its DataVolume VM."""
-    from tests.kubevirt.tier import Tier, vm_manifest
-    if isinstance(sim, Tier):
-        return sim.run_vm(cluster, namespace, vm_manifest(name, run_strategy, **manifest))
-    from tests.sim import scenario
-    return sim.run_vm(cluster, namespace, scenario.vm_manifest(name, run_strategy=run_strategy))
+def start_vm(tier, cluster: str, namespace: str, name: str = "vm1", run_strategy: str = "Always", **manifest):
+    """A Running, live-migratable VM on the KubeVirt tier: a containerDisk VM unless data_volume=True."""
+    from tests.kubevirt.tier import vm_manifest
+    return tier.run_vm(cluster, namespace, vm_manifest(name, run_strategy, **manifest))

@@ -51,7 +51,7 @@ def test_what_virt_handler_writes_for_a_data_volume_disk(kubevirt_clusters, kv_n
 
 @pytest.mark.parametrize("cross", [False, True], ids=["same-cluster", "cross-cluster"])
 def test_move_of_a_vm_with_a_data_volume(kubevirt_clusters, kv_namespace, other_namespace, dlm, cross):
-    """Also on the simulator tier: tests/e2e/test_migrate.py::test_cross_cluster_move and
+    """Also in tests/e2e/test_migrate.py::test_cross_cluster_move and
     test_same_cluster_namespace_move (their VM has a DataVolume). The plugin creates the receiving VM
     with a blank DataVolume of the same size, which the played CDI makes a PVC; the real VM controller
     records the receiving claims as the receiving VMI's migratedVolumes

@@ -204,7 +204,7 @@ def test_cancel_during_transfer(kubevirt_clusters, kv_namespace, other_namespace
 @BOTH
 def test_target_failing_before_handoff_ends_the_source_and_names_the_cause(kubevirt_clusters, kv_namespace,
                                                                            other_namespace, node_sides, dlm, cross):
-    """Finding 3 of the fidelity review, on KubeVirt's own controllers (the simulator tier has
+    """Finding 3 of the fidelity review, on KubeVirt's own controllers (tests/e2e has
     tests/e2e/test_failures.py::test_target_failing_before_handoff_ends_the_source_and_names_the_cause).
     The receiving launcher crashes before the hand-off: the real target migration fails, but nothing
     fails the source migration (migration.go:1909-1916 needs the hand-off), so the plugin ends it,

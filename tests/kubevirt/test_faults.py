@@ -55,7 +55,7 @@ def test_block_sync_and_unblock(kubevirt_clusters, target_install, mode):
 
 def test_blocked_target_sync_controller_times_the_migration_out_with_the_cause(kubevirt_clusters, kv_namespace, dlm,
                                                                                target_install):
-    """Also on the simulator tier: tests/e2e/test_migrate.py::test_stall_ends_in_sync_timeout_with_the_cause.
+    """Also in tests/e2e/test_migrate.py::test_stall_ends_in_sync_timeout_with_the_cause.
     The real source synchronization controller cannot dial the target's and says so on the source VMI."""
     ns = kv_namespace
     start_vm(kubevirt_clusters, ns)

@@ -31,7 +31,7 @@ def launcher_phases(cluster, ns: str) -> dict[str, str]:
 
 def test_target_pod_dying_mid_transfer_fails_the_move_with_the_broken_stream(kubevirt_clusters, kv_namespace, dlm,
                                                                              network):
-    """Also on the simulator tier: tests/e2e/test_migrate.py::test_failure_mid_transfer_then_cleanup_then_retry
+    """Also in tests/e2e/test_migrate.py::test_failure_mid_transfer_then_cleanup_then_retry
     (fail_target_at). The target's launcher dies halfway: the real target migration controller fails
     its migration (migration.go:594 or 1136), libvirt's job on the source breaks and the source
     launcher reports it (migration.go:630); the plugin names whichever failure it saw first. The VM runs on."""
@@ -56,7 +56,7 @@ def test_target_pod_dying_mid_transfer_fails_the_move_with_the_broken_stream(kub
 
 def test_receiving_pod_that_never_runs_fails_the_move_before_the_handoff(kubevirt_clusters, kv_namespace, dlm,
                                                                          network):
-    """Also on the simulator tier: tests/e2e/test_failures.py (target_pod_never_ready). The real
+    """Also in tests/e2e/test_failures.py (target_pod_never_ready). The real
     migration controller fails the target migration with its own words (migration.go:594)."""
     ns = kv_namespace
     start_vm(kubevirt_clusters, ns)

@@ -53,7 +53,7 @@ def network():
 
 def test_migrate_without_prometheus_shows_the_figures_the_source_handler_served(kubevirt_clusters, kv_namespace,
                                                                                   dlm, network):
-    """Also on the simulator tier: tests/e2e/test_survive.py::
+    """Also in tests/e2e/test_survive.py::
     test_without_prometheus_progress_is_read_from_virt_handler_through_the_pod_proxy."""
     ns = kv_namespace
     start_vm(kubevirt_clusters, ns)
@@ -76,7 +76,7 @@ def test_migrate_without_prometheus_shows_the_figures_the_source_handler_served(
 
 def test_migrate_says_once_when_the_handler_metrics_port_does_not_answer(kubevirt_clusters, kv_namespace, dlm,
                                                                          handlers, network):
-    """Also on the simulator tier: tests/e2e/test_survive.py::
+    """Also in tests/e2e/test_survive.py::
     test_without_prometheus_it_says_once_why_progress_is_unavailable."""
     ns = kv_namespace
     start_vm(kubevirt_clusters, ns)

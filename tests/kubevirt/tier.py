@@ -11,8 +11,9 @@ Everything here is read from and written to the API servers: what runs is KubeVi
 virt-controller and synchronization-controller (tests/harness/kubevirt.py) with the played node side
 (nodes.py), CDI (cdi.py) and virt-handler (handler.py). Nothing here answers for KubeVirt.
 
-`Faults` gathers the knobs of the played parts, with the meanings tests/sim/faults.py gave them; a
-knob lives in the module that plays the part, this class only names it and puts it back.
+`Faults` gathers the knobs of the played parts, with the meanings the simulator (tests/sim, gone
+since issue 9) gave them; a knob lives in the module that plays the part, this class only names it
+and puts it back.
 """
 from __future__ import annotations
 
