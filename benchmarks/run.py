@@ -9,8 +9,9 @@ Every timed row runs the reference command and ours alternately, each in a fresh
 reports both medians and the median of the per-pair ratios: on a loaded machine both slow down
 together, so the ratio stays meaningful when the absolute times do not. benchmarks/README.md
 explains each row. Live rows run against two test clusters of tests/harness (mini-kube-apiserver
-with the KubeVirt CRDs); migrate rows add the KubeVirt simulator of tests/sim. Without the test
-API server (`bash tests/infra/build.sh`, or MINI_KUBE_BIN) they say "skipped" and why.
+with the KubeVirt CRDs); migrate rows run on the KubeVirt tier of tests/kubevirt (KubeVirt's own
+controllers, `bash tests/infra/build-kubevirt.sh`, or KUBEVIRT_BIN). Without the test API server
+(`bash tests/infra/build.sh`, or MINI_KUBE_BIN) or KubeVirt's build they say "skipped" and why.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -263,23 +264,16 @@ def kubectl() -> Optional[str]:
     return shutil.which(path)
 
 
-def live_rows(counts: List[int], repeat: int, tmp: Path, migrate: Optional[Tuple[int, float, int]]) -> List[Row]:
+def live_rows(counts: List[int], repeat: int, tmp: Path) -> List[Row]:
     try:
         made, reason = live_clusters(tmp)
     except Exception as exc:  # a broken build or a port clash: say so, keep the other rows
         made, reason = None, f"the test clusters did not start: {str(exc).splitlines()[0]}"
     if made is None:
-        rows = [Row("live render (one VM, a batch)", f"skipped: {reason}")]
-        if migrate:
-            rows.append(Row("migrate (time over the transfer)", f"skipped: {reason}"))
-        return rows
+        return [Row("live render (one VM, a batch)", f"skipped: {reason}")]
     found, apis = made
-    rows = []
     try:
-        if migrate:  # first: the simulator lists every object at start, a few VMs are quick to sync
-            rows += guarded("migrate (time over the transfer)", lambda: migrate_rows(found, *migrate))
-        rows += guarded("live render (one VM, a batch)", lambda: live_render_rows(found, counts, repeat))
-        return rows
+        return guarded("live render (one VM, a batch)", lambda: live_render_rows(found, counts, repeat))
     finally:
         for a in apis:
             a.stop()
@@ -338,48 +332,49 @@ def requests_per_render(found, namespace: str, n: int) -> str:
     return f"{src} source + {dst} target ({(src + dst) / n:.2f} per VM)"
 
 
-# --- migrate, with the KubeVirt simulator ---------------------------------------------------------
+# --- migrate, on the KubeVirt tier ----------------------------------------------------------------
 
-def migrate_rows(found, batch: int, transfer: float, parallel: int) -> List[Row]:
-    try:
-        from tests.sim import scenario
-        from tests.sim.sim import KubeVirtSim
-    except ImportError as exc:
-        return [Row("migrate (time over the transfer)", f"skipped: tests/sim is not importable ({exc})")]
-    sim = KubeVirtSim(found).start()
-    try:
-        sim.faults.transfer_seconds = transfer
-        scenario.trust_each_other(sim)
-        flags = ["--kubeconfig", str(found.kubeconfig), "--context", "source", "--to-context", "target",
-                 "--timeout", "600", "-o", "plain"]
+KUBEVIRT_MODULE = REPO / "benchmarks" / "kubevirt_migrate.py"
+# The KubeVirt tier's pytest plugins (tests/conftest.py loads them for the tests): its fixtures start
+# the clusters, KubeVirt's components and the played parts exactly as for the tier's own tests.
+TIER_PLUGINS = ("tests.harness.clusters", "tests.harness.kubevirt", "tests.kubevirt.fixtures")
 
-        def start(ns: str, names: List[str]) -> None:
-            for c in ("source", "target"):
-                found.by_name(c).create_namespace(ns)
-            for name in names:
-                vm = scenario.vm_manifest(name)
-                vm["metadata"]["labels"] = {"app": "batch"}
-                sim.run_vm("source", ns, vm, timeout=120)
 
-        one = []
-        for i in range(2):
-            start(f"mig-one-{i}", ["vm1"])
-            one.append(measure([*DLM, "migrate", "vm1", "-n", f"mig-one-{i}", *flags]).seconds)
-        names = [f"vm{i}" for i in range(batch)]
-        start("mig-batch", names)
-        wall = measure([*DLM, "migrate", "-l", "app=batch", "-n", "mig-batch", "--parallel", str(parallel), *flags]).seconds
-    finally:
-        sim.stop()
-    problems = sim.problems()
-    if problems:
-        raise BenchError("the KubeVirt simulator reported: " + "; ".join(problems))
+def migrate_rows(batch: int, transfer: float, parallel: int, tmp: Path) -> List[Row]:
+    """`kubectl dlm migrate` on KubeVirt's own controllers (benchmarks/kubevirt_migrate.py, run by
+    pytest in a child process), or one row that says why not."""
+    out = tmp / "migrate.json"
+    env = dict(os.environ, DLM_BENCH_OUT=str(out), DLM_BENCH_BATCH=str(batch), DLM_BENCH_TRANSFER=str(transfer),
+               DLM_BENCH_PARALLEL=str(parallel))
+    plugins = [arg for name in TIER_PLUGINS for arg in ("-p", name)]
+    proc = subprocess.run([PY, "-m", "pytest", str(KUBEVIRT_MODULE), *plugins, "-c", str(REPO / "setup.cfg"),
+                           "--rootdir", str(REPO), "-q", "-rs", "-x", "-p", "no:cacheprovider", "--basetemp", str(tmp / "kv")],
+                          cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if not out.exists():
+        skipped = [line.split(": ", 1)[-1] for line in proc.stdout.splitlines() if line.startswith("SKIPPED")]
+        if proc.returncode == 0 and skipped:
+            return [Row("migrate (time over the transfer)", f"skipped: {skipped[0].strip()}")]
+        failed = [line for line in proc.stdout.splitlines() if line.startswith(("E ", "FAILED", "ERROR"))]
+        raise BenchError(f"the KubeVirt tier run failed (exit {proc.returncode}): "
+                         + " | ".join(failed[:3] or proc.stdout.strip().splitlines()[-3:]))
+    import json
+
+    got = json.loads(out.read_text())
+    transfer = got["transfer"]
+    one = [run["seconds"] for run in got["one"]]
     over = statistics.median(one) - transfer
+    wall = got["batch"]["seconds"]
     rounds = math.ceil(batch / parallel)
-    return [Row("migrate 1 VM: time over the transfer", secs(over), f"transfer: {secs(transfer)}", "-", "< 2 s"),
+    load = f"load {got['load_before']:.1f} -> {got['load_after']:.1f}"
+    return [Row("migrate 1 VM: time over the transfer", f"{secs(over)} (median of {len(one)}; {load})",
+                f"transfer: {secs(transfer)}", "-", "< 2 s"),
             Row(f"migrate {batch} VMs --parallel {parallel}", secs(wall),
                 f"{rounds} transfer{'s' if rounds > 1 else ''}: {secs(rounds * transfer)}", f"{wall / (rounds * transfer):.2f}x",
                 "about 1x"),
-            Row("  time over the transfers, per VM", secs((wall - rounds * transfer) / batch), "-", "-", "< 2 s")]
+            Row("  time over the transfers, per VM", secs((wall - rounds * transfer) / batch), "-", "-", "< 2 s"),
+            Row("  after the last output line", secs(statistics.median(
+                run["seconds"] - (run["lines"][-1][0] if run["lines"] else 0) for run in got["one"])),
+                "-", "-", "-")]
 
 
 # --- main -----------------------------------------------------------------------------------------
@@ -402,13 +397,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--repeat", type=int, default=9, help="pairs per row (median); live batches use a third (at least 3)")
     parser.add_argument("--quick", action="store_true", help="3 pairs per row, live batches of 1 and 500 VMs")
     parser.add_argument("--no-live", action="store_true", help="skip the rows that need the test API server")
-    parser.add_argument("--no-migrate", action="store_true", help="skip the migrate rows (the KubeVirt simulator)")
+    parser.add_argument("--no-migrate", action="store_true", help="skip the migrate rows (the KubeVirt tier)")
     parser.add_argument("--vms", type=int, nargs="*", default=[500], help="export sizes for render -f")
     parser.add_argument("--live-vms", type=int, nargs="+", default=None,
-                        help="batch sizes for the live render (default 1 500 2000; --quick: 1 500); 1 is the client-floor row")
+                        help="batch sizes for the live render (default 1 500 2000; --quick: 1 500); 1 is the client-floor "
+                             "row; 0 alone: no live render rows")
     parser.add_argument("--migrate-vms", type=int, default=10, help="batch size of the migrate --parallel row")
     parser.add_argument("--parallel", type=int, default=3, help="--parallel of the migrate batch row")
-    parser.add_argument("--transfer-seconds", type=float, default=5.0, help="the simulated transfer time of one VM")
+    parser.add_argument("--transfer-seconds", type=float, default=5.0,
+                        help="the played transfer time of one VM (tests.kubevirt.handler.NETWORK.transfer_seconds)")
     args = parser.parse_args(argv)
     repeat = 3 if args.quick else args.repeat
     live_vms = args.live_vms or ([1, 500] if args.quick else [1, 500, 2000])
@@ -427,11 +424,14 @@ def main(argv: Optional[List[str]] = None) -> int:
             rows.append(Row("live render (one VM, a batch)", "skipped: --no-live"))
             rows.append(Row("migrate (time over the transfer)", "skipped: --no-live"))
         else:
-            migrate = None if args.no_migrate else (args.migrate_vms, args.transfer_seconds, args.parallel)
-            with contextlib.redirect_stderr(io.StringIO()):
-                rows += live_rows(live_vms, repeat, Path(tmp), migrate)
+            if args.live_vms != [0]:
+                with contextlib.redirect_stderr(io.StringIO()):
+                    rows += live_rows(live_vms, repeat, Path(tmp))
             if args.no_migrate:
                 rows.append(Row("migrate (time over the transfer)", "skipped: --no-migrate"))
+            else:
+                rows += guarded("migrate (time over the transfer)", lambda: migrate_rows(
+                    args.migrate_vms, args.transfer_seconds, args.parallel, Path(tmp)))
     print(f"kubectl-dlm benchmarks: Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
           f"{load_before:.1f} -> {os.getloadavg()[0]:.1f}, {repeat} pairs per row (median), "
           f"{time.monotonic() - started:.0f} s")

@@ -1,0 +1,63 @@
+"""The migrate rows of benchmarks/run.py, on the KubeVirt tier (tests/kubevirt): KubeVirt's own
+virt-api, virt-controller and synchronization-controller, with the played scheduler, kubelet, CDI
+and virt-handler, started by the tier's own pytest fixtures (so exactly as its tests start them).
+
+run.py runs this module with pytest in a child process and reads the JSON it writes to
+$DLM_BENCH_OUT: the wall time of each `kubectl dlm migrate` process (a fresh process, as a user runs
+it), when each line of its output came, and the transfer time the played libvirt took
+(tests.kubevirt.handler.NETWORK.transfer_seconds). Not a test: it asserts only that the migrations
+succeeded, and is collected only when run.py names it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+# --skip-checks: the synchronization controllers listen on loopback addresses here (one machine),
+# which `check` rightly fails for a real pair of clusters (tests/kubevirt/test_dlm_e2e.py FOLLOW).
+FLAGS = ("--context", "source", "--to-context", "target", "--timeout", "600", "--sync-timeout", "120",
+         "-o", "plain", "--skip-checks")
+
+
+def timed(cmd: list) -> dict:
+    """Run cmd (output piped), timing the process and each output line from its start."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    lines = [(round(time.perf_counter() - start, 3), line.rstrip("\n")) for line in proc.stdout]
+    code = proc.wait()
+    seconds = time.perf_counter() - start
+    assert code == 0, f"{' '.join(cmd)}: exit {code}\n" + "\n".join(text for _, text in lines)
+    return {"seconds": round(seconds, 3), "lines": lines, "load": os.getloadavg()[0]}
+
+
+def test_migrate_rows(kubevirt):
+    from tests.kubevirt.tier import live_migratable, vm_manifest
+
+    batch, parallel = int(os.environ["DLM_BENCH_BATCH"]), int(os.environ["DLM_BENCH_PARALLEL"])
+    kubevirt.faults.transfer_seconds = float(os.environ["DLM_BENCH_TRANSFER"])
+    dlm = [sys.executable, "-m", "kubectl_dlm", "migrate", "--kubeconfig", str(kubevirt.clusters.kubeconfig)]
+
+    def start(names: list) -> str:
+        ns = kubevirt.namespaces("source", "target")
+        for name in names:  # all at once, then wait: the controllers start them side by side
+            vm = vm_manifest(name)
+            vm["metadata"]["labels"] = {"app": "batch"}
+            kubevirt.create("source", "vm", ns, vm)
+        for name in names:
+            kubevirt.wait_for("source", "vmi", ns, name, live_migratable, 300, "VMI Running and LiveMigratable")
+        return ns
+
+    out = {"transfer": kubevirt.faults.transfer_seconds, "one": [], "load_before": os.getloadavg()[0]}
+    for _ in range(int(os.environ.get("DLM_BENCH_ONE", "2"))):
+        ns = start(["vm1"])
+        out["one"].append(timed([*dlm, "vm1", "-n", ns, *FLAGS]))
+    ns = start([f"vm{i}" for i in range(batch)])
+    out["batch"] = timed([*dlm, "-l", "app=batch", "-n", ns, "--parallel", str(parallel), *FLAGS])
+    out["load_after"] = os.getloadavg()[0]
+    Path(os.environ["DLM_BENCH_OUT"]).write_text(json.dumps(out))
