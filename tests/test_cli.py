@@ -280,3 +280,31 @@ def test_every_short_flag_means_what_it_means_in_kubectl(command):
         for short in shorts:
             assert short in KUBECTL_SHORT, f"{command} {short}: not a kubectl short flag"
             assert KUBECTL_SHORT[short] in longs, f"{command} {short} is {longs}, kubectl's is {KUBECTL_SHORT[short]}"
+
+
+def run_main(tmp_path, before: str, *args: str):
+    """`kubectl_dlm.cli.main(args)` in a fresh interpreter, after the Python code `before`."""
+    code = f"import sys\n{before}\nfrom kubectl_dlm import cli\ncli.main({list(args)!r})\n"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=60)
+
+
+def test_the_process_exits_with_the_code_and_every_line_printed_and_atexit_run(tmp_path):
+    """cli.exit_now skips the interpreter's teardown, not the output, the exit code or atexit
+    (the kubernetes client removes its certificate temp files there)."""
+    marker = tmp_path / "atexit-ran"
+    before = f"import atexit, pathlib\natexit.register(pathlib.Path({str(marker)!r}).write_text, 'yes')"
+    proc = run_main(tmp_path, before, "render", "--example")
+    assert proc.returncode == 0 and proc.stdout == run_cli(["render", "--example"]).stdout
+    assert marker.read_text() == "yes"
+    proc = run_main(tmp_path, "", "render", "nope", "-f", str(tmp_path / "missing.yaml"))
+    assert proc.returncode == errors.USAGE and proc.stderr.startswith("error: ")
+
+
+def test_the_process_waits_for_a_non_daemon_thread_before_it_exits(tmp_path):
+    marker = tmp_path / "thread-done"
+    before = ("import threading, time, pathlib\n"
+              f"threading.Thread(target=lambda: (time.sleep(0.5), pathlib.Path({str(marker)!r}).write_text('done'))).start()")
+    proc = run_main(tmp_path, before, "--version")
+    assert proc.returncode == 0 and proc.stdout.startswith("kubectl-dlm ")
+    assert marker.read_text() == "done"
