@@ -29,6 +29,10 @@ FLAGS = ("--context", "source", "--to-context", "target", "--timeout", "600", "-
 STAMPED = 'echo "@start $(date +%s.%N)"; "$@"; rc=$?; echo "@exit $(date +%s.%N)"; exit $rc'
 
 
+# As cli.main exited before it skipped the teardown (cli.exit_now): for DLM_BENCH_TEARDOWN's A/B.
+TEARDOWN = "import sys; from kubectl_dlm import cli; sys.exit(cli.run(sys.argv[1:]))"
+
+
 def timed(cmd: list) -> dict:
     """Run cmd (output piped): its lifetime (as the shell saw it) and when each output line arrived."""
     start = time.time()
@@ -68,6 +72,8 @@ def test_migrate_rows(kubevirt):
         profiled = dlm
         if profile:
             profiled = [sys.executable, "-m", "cProfile", "-o", f"{profile}/one-{i}.prof", *dlm[1:]]
+        elif os.environ.get("DLM_BENCH_TEARDOWN") and i % 2:  # A/B: exit through the interpreter's teardown
+            profiled = [sys.executable, "-c", TEARDOWN, *dlm[3:]]
         out["one"].append(timed([*profiled, "vm1", "-n", ns, *FLAGS]))
     ns = start([f"vm{i}" for i in range(batch)])
     out["batch"] = timed([*dlm, "-l", "app=batch", "-n", ns, "--parallel", str(parallel), *FLAGS])
