@@ -366,9 +366,10 @@ def migrate_rows(batch: int, transfer: float, parallel: int, tmp: Path) -> List[
     wall = got["batch"]["seconds"]
     rounds = math.ceil(batch / parallel)
     load = f"load {got['load_before']:.1f} -> {got['load_after']:.1f}"
-    return [Row("migrate 1 VM: time over the transfer", f"{secs(over)} (median of {len(one)}; {load})",
+    cpu = statistics.median(run["cpu"] for run in got["one"])
+    return [Row("migrate 1 VM: time over the transfer", f"{secs(over)} (CPU {secs(cpu)}; median of {len(one)}; {load})",
                 f"transfer: {secs(transfer)}", "-", "< 2 s"),
-            Row(f"migrate {batch} VMs --parallel {parallel}", secs(wall),
+            Row(f"migrate {batch} VMs --parallel {parallel}", f"{secs(wall)} (CPU {secs(got['batch']['cpu'])})",
                 f"{rounds} transfer{'s' if rounds > 1 else ''}: {secs(rounds * transfer)}", f"{wall / (rounds * transfer):.2f}x",
                 "about 1x"),
             Row("  time over the transfers, per VM", secs((wall - rounds * transfer) / batch), "-", "-", "< 2 s"),
