@@ -497,11 +497,14 @@ class Engine:
         waiting, active = list(runs), []
         try:
             while waiting or active:
+                started = False
                 while waiting and len(active) < self.parallel:
                     run = waiting.pop(0)
                     run.started = time.monotonic()
                     active.append(run)
-                for event in drain(self.events, 0.5):
+                    started = True
+                # a run just started (or a slot just freed) has work to do now: do not wait for an event first
+                for event in drain(self.events, 0.0 if started else 0.5):
                     self._observe(runs, event)
                 now = time.monotonic()
                 for run in list(active):

@@ -8,7 +8,7 @@ import threading
 import time
 
 from kubectl_dlm import kube
-from kubectl_dlm.watcher import Watcher, stop_all
+from kubectl_dlm.watcher import Watcher, drain, stop_all
 
 
 def test_stop_all_joins_watchers_blocked_on_an_idle_watch(clusters, namespaces):
@@ -30,3 +30,14 @@ def test_stop_all_joins_watchers_blocked_on_an_idle_watch(clusters, namespaces):
     assert not [t for t in threading.enumerate() if t.name.startswith("watch-")]
     while not events.empty():  # a stop is not a lost cluster
         assert events.get_nowait().type not in ("LOST",)
+
+
+def test_drain_without_wait_returns_what_is_queued_at_once():
+    """The engine drains with no wait right after it starts a run (engine.run): an empty queue gives
+    nothing rather than blocking, a full one gives everything in order."""
+    events: "queue.Queue" = queue.Queue()
+    assert drain(events, 0.0) == []
+    for i in range(3):
+        events.put(i)
+    assert drain(events, 0.0) == [0, 1, 2]
+    assert drain(events, 0.0) == []
