@@ -20,6 +20,7 @@ from tests.harness.apiserver import ApiError
 from tests.kubevirt import handler
 from tests.kubevirt.played import wait_for
 from tests.kubevirt.test_live import vm_manifest
+from tests.kubevirt.tier import Tier
 
 # No --skip-checks: migrate's checks pass here as on a real pair of clusters (test_check.py).
 FOLLOW = ("--sync-timeout", "60", "--timeout", "60", "-o", "plain")
@@ -75,32 +76,9 @@ def start_vm(kubevirt_clusters, ns: str, name: str = "vm1", cluster: str = "sour
 
 
 def assert_moved(kubevirt_clusters, src_cluster: str, src: str, dst_cluster: str, dst: str, name: str = "vm1"):
-    """What KubeVirt leaves after a successful DLM: the receiving VM runs with its run strategy
-    restored (pkg/virt-controller/watch/vm/vm.go restore-run-strategy), its VMI Running on its node
-    with the migration completed; the source VM halted and its VMI gone (vm.go: an Always source
-    whose decentralized migration completed is halted), the source VMIM deleted with its VMI
-    (watch/migration/migration.go) or Succeeded."""
-    s, d = kubevirt_clusters.by_name(src_cluster), kubevirt_clusters.by_name(dst_cluster)
-    vm = wait_for("the receiving VM's runStrategy restored", lambda: (v := get(d, dst, "virtualmachines", name))
-                  and v["spec"].get("runStrategy") == "Always" and v, timeout=30)
-    assert vm["spec"]["runStrategy"] == "Always"
-    vmi = get(d, dst, "virtualmachineinstances", name)
-    assert vmi["status"]["phase"] == "Running"
-    ms = vmi["status"]["migrationState"]
-    assert ms["completed"] is True and not ms.get("failed")
-    assert ms["targetNode"] == vmi["status"]["nodeName"] != ms["sourceNode"]
-    assert ms["targetNodeAddress"] and ms["startTimestamp"] and ms["endTimestamp"]
-    assert ms["targetNodeDomainReadyTimestamp"]
-    assert "kubevirt.io/create-migration-target" not in (vmi["metadata"].get("annotations") or {})
-    wait_for("the source VM halted", lambda: get(s, src, "virtualmachines", name)["spec"].get("runStrategy") == "Halted",
-             timeout=30)
-    wait_for("the source VMI gone", lambda: get(s, src, "virtualmachineinstances", name) is None, timeout=30)
-    for vmim in get(s, src, "virtualmachineinstancemigrations")["items"]:
-        if vmim["spec"]["vmiName"] == name:
-            assert vmim["status"]["phase"] == "Succeeded", vmim["status"]
-    target_vmims = [m for m in get(d, dst, "virtualmachineinstancemigrations")["items"]
-                    if m["spec"]["vmiName"] == name and m["spec"].get("receive")]
-    assert [m["status"]["phase"] for m in target_vmims] == ["Succeeded"]
+    """What KubeVirt leaves after a successful DLM (tier.Tier.assert_moved, the one place these checks
+    live), for the tests here written on the harness fixtures rather than the `kubevirt` fixture."""
+    return Tier(kubevirt_clusters, {}, {}, {}).assert_moved(src_cluster, src, dst_cluster, dst, name)
 
 
 def test_cross_cluster_move(kubevirt_clusters, kv_namespace, dlm):

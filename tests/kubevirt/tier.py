@@ -96,6 +96,23 @@ def live_migratable(vmi: dict | None) -> bool:
     return phase(vmi) == "Running" and (cond.get("status") == "True" or cond.get("reason") == "DisksNotLiveMigratable")
 
 
+class _NetworkKnob:
+    """A knob of the played libvirt network (handler.NETWORK, one per session), named on Faults so a
+    test reads and sets it there; Faults.restore puts it back."""
+
+    def __init__(self, doc: str):
+        self.__doc__ = doc
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+
+    def __get__(self, faults, owner=None):
+        return self if faults is None else getattr(handler.NETWORK, self.name)
+
+    def __set__(self, faults, value) -> None:
+        setattr(handler.NETWORK, self.name, value)
+
+
 class Faults:
     """Knobs of the played parts. Each is put back after the test (Tier.close)."""
 
@@ -107,56 +124,17 @@ class Faults:
 
     # ---- played libvirt (handler.Network) ----
 
-    @property
-    def transfer_seconds(self) -> float:
-        """How long a transfer takes (default 1 s)."""
-        return handler.NETWORK.transfer_seconds
-
-    @transfer_seconds.setter
-    def transfer_seconds(self, seconds: float) -> None:
-        handler.NETWORK.transfer_seconds = seconds
+    transfer_seconds = _NetworkKnob("How long a transfer takes (default 1 s).")
+    transfer_bytes = _NetworkKnob("DataTotal of the next transfers (default: guest memory + the copied disks' capacity).")
+    dirty_rate = _NetworkKnob("Bytes/s the guest dirties during the next transfers; at or above the transfer rate "
+                              "pre-copy makes no headway: the remaining bytes stand still until the transfer's time is up.")
+    fail_target_at = _NetworkKnob("The target's launcher pod dies at this share of the next transfer (one shot).")
+    fail_source_at = _NetworkKnob("The source's launcher pod dies at this share of the next transfer (one shot). KubeVirt "
+                                  "v1.9.0 then never ends the migration (tests/kubevirt/test_handler_faults.py).")
 
     def fail_next_transfer(self, reason: str) -> None:
         """The next transfer breaks halfway with this libvirt error (handler.Network)."""
         handler.NETWORK.fail_next_transfer(reason)
-
-    @property
-    def transfer_bytes(self) -> int | None:
-        """DataTotal of the next transfers (default: guest memory + the copied disks' capacity)."""
-        return handler.NETWORK.transfer_bytes
-
-    @transfer_bytes.setter
-    def transfer_bytes(self, n: int | None) -> None:
-        handler.NETWORK.transfer_bytes = n
-
-    @property
-    def dirty_rate(self) -> int:
-        """Bytes/s the guest dirties during the next transfers; at or above the transfer rate pre-copy
-        makes no headway: the remaining bytes stand still until the transfer's time is up."""
-        return handler.NETWORK.dirty_rate
-
-    @dirty_rate.setter
-    def dirty_rate(self, rate: int) -> None:
-        handler.NETWORK.dirty_rate = rate
-
-    @property
-    def fail_target_at(self) -> float | None:
-        """The target's launcher pod dies at this share of the next transfer (one shot)."""
-        return handler.NETWORK.fail_target_at
-
-    @fail_target_at.setter
-    def fail_target_at(self, at: float | None) -> None:
-        handler.NETWORK.fail_target_at = at
-
-    @property
-    def fail_source_at(self) -> float | None:
-        """The source's launcher pod dies at this share of the next transfer (one shot). KubeVirt
-        v1.9.0 then never ends the migration (tests/kubevirt/test_handler_faults.py)."""
-        return handler.NETWORK.fail_source_at
-
-    @fail_source_at.setter
-    def fail_source_at(self, at: float | None) -> None:
-        handler.NETWORK.fail_source_at = at
 
     def kill_target_pod(self, cluster: str, namespace: str, vmi_name: str) -> None:
         """The receiving VMI's launcher pod dies now (its incoming domain with it)."""
