@@ -32,10 +32,14 @@ STAMPED = 'echo "@start $(date +%s.%N)"; "$@"; rc=$?; echo "@exit $(date +%s.%N)
 TEARDOWN = "import sys; from kubectl_dlm import cli; sys.exit(cli.run(sys.argv[1:]))"
 
 
-def timed(cmd: list) -> dict:
+PROFILED = ("import cProfile, sys; from kubectl_dlm import cli; out, sys.argv[1:] = sys.argv[1], sys.argv[2:]; "
+            "cProfile.run('code = cli.run(sys.argv[1:])', out); sys.exit(code)")
+
+
+def timed(cmd: list, env: dict | None = None) -> dict:
     """Run cmd (output piped): its lifetime (as the shell saw it) and when each output line arrived."""
     start = time.time()
-    proc = subprocess.Popen(["bash", "-c", STAMPED, "bash", *cmd], cwd=REPO, stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen(["bash", "-c", STAMPED, "bash", *cmd], cwd=REPO, stdin=subprocess.DEVNULL, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = [(round(time.time() - start, 3), line.rstrip("\n")) for line in proc.stdout]
     _, status, usage = os.wait4(proc.pid, 0)  # the shell's usage includes the plugin it waited for
@@ -48,7 +52,44 @@ def timed(cmd: list) -> dict:
             "cpu": round(usage.ru_utime + usage.ru_stime, 3), "load": os.getloadavg()[0]}
 
 
-def test_migrate_rows(kubevirt):
+# The same move by hand with kubectl, as README's "Another cluster" section tells a user to do it:
+# the three phases rendered beforehand (as a reviewed bundle would be), then applied on each side with
+# kubectl waiting in between, until the target migration Succeeded, KubeVirt restored the receiving VM's
+# run strategy (WaitAsReceiver -> Always) and halted the source VM: where `migrate` says "succeeded".
+# What `migrate` takes over this is what the plugin adds: KubeVirt's and the played parts' time is in both.
+BY_HAND = """set -e
+k() { "$KUBECTL" --kubeconfig "$KUBECONFIG_FILE" "$@"; }
+k --context target apply -f "$DIR/prepare.yaml" >/dev/null
+k --context target wait "vmi/$VM" -n "$NS" --for=create --timeout=300s >/dev/null
+k --context target wait "vmi/$VM" -n "$NS" --for=jsonpath='{.status.phase}'=WaitingForSync --timeout=300s >/dev/null
+k --context target apply -f "$DIR/receive.yaml" >/dev/null
+k --context source apply -f "$DIR/send.yaml" >/dev/null
+k --context target wait "vmim/$TARGET_VMIM" -n "$NS" --for=jsonpath='{.status.phase}'=Succeeded --timeout=600s >/dev/null
+k --context target wait "vm/$VM" -n "$NS" --for=jsonpath='{.spec.runStrategy}'=Always --timeout=300s >/dev/null
+k --context source wait "vm/$VM" -n "$NS" --for=jsonpath='{.spec.runStrategy}'=Halted --timeout=300s >/dev/null
+"""
+
+
+def by_hand(kubevirt, ns: str, tmp: Path) -> dict:
+    """Render the phases (not timed), then time BY_HAND."""
+    from tests.harness.clusters import kubectl_path
+
+    kubeconfig = str(kubevirt.clusters.kubeconfig)
+    for phase in ("prepare", "receive", "send"):
+        done = subprocess.run([sys.executable, "-m", "kubectl_dlm", "render", "vm1", "-n", ns, "--kubeconfig", kubeconfig,
+                               "--context", "source", "--to-context", "target", "--phase", phase],
+                              cwd=REPO, capture_output=True, text=True, check=True)
+        (tmp / f"{phase}.yaml").write_text(done.stdout)
+    from ruamel.yaml import YAML
+
+    [target_vmim] = [d["metadata"]["name"] for d in YAML(typ="safe").load_all((tmp / "receive.yaml").read_text())
+                     if d and d["kind"] == "VirtualMachineInstanceMigration"]
+    env = dict(os.environ, KUBECTL=kubectl_path(), KUBECONFIG_FILE=kubeconfig, DIR=str(tmp), NS=ns, VM="vm1",
+               TARGET_VMIM=target_vmim)
+    return timed(["bash", "-c", BY_HAND], env)
+
+
+def test_migrate_rows(kubevirt, tmp_path):
     from tests.kubevirt.tier import live_migratable, vm_manifest
 
     batch, parallel = int(os.environ["DLM_BENCH_BATCH"]), int(os.environ["DLM_BENCH_PARALLEL"])
@@ -71,10 +112,15 @@ def test_migrate_rows(kubevirt):
         ns = start(["vm1"])
         profiled = dlm
         if profile:
-            profiled = [sys.executable, "-m", "cProfile", "-o", f"{profile}/one-{i}.prof", *dlm[1:]]
+            # cli.run, not python -m: the command exits with os._exit (cli.exit_now), before cProfile writes
+            profiled = [sys.executable, "-c", PROFILED, f"{profile}/one-{i}.prof", *dlm[3:]]
         elif os.environ.get("DLM_BENCH_TEARDOWN") and i % 2:  # A/B: exit through the interpreter's teardown
             profiled = [sys.executable, "-c", TEARDOWN, *dlm[3:]]
         out["one"].append(timed([*profiled, "vm1", "-n", ns, *FLAGS]))
+        if not profile:  # alternately, on a fresh VM: the same move by hand
+            hand = tmp_path / f"by-hand-{i}"
+            hand.mkdir()
+            out.setdefault("by_hand", []).append(by_hand(kubevirt, start(["vm1"]), hand))
     ns = start([f"vm{i}" for i in range(batch)])
     out["batch"] = timed([*dlm, "-l", "app=batch", "-n", ns, "--parallel", str(parallel), *FLAGS])
     out["load_after"] = os.getloadavg()[0]

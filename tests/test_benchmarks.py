@@ -93,3 +93,7 @@ def test_on_the_kubevirt_tier_every_migrate_row_is_measured(tmp_path, kube_bin, 
     assert "1 transfer: 500 ms" in row(lines, "migrate 2 VMs --parallel 2")
     row(lines, "  time over the transfers, per VM")
     row(lines, "  after the last output line")
+    # the reference a user would otherwise run: the same move by hand with kubectl apply and wait
+    assert re.search(r"by hand with kubectl apply/wait: [\d.]+ m?s +\d+\.\d\dx", row(lines, "migrate 1 VM: whole move"))
+    row(lines, "  what migrate adds over the move by hand")
+    assert "1 x " in row(lines, "  the same against 1 move by hand")
