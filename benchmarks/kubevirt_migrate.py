@@ -36,6 +36,14 @@ PROFILED = ("import cProfile, sys; from kubectl_dlm import cli; out, sys.argv[1:
             "cProfile.run('code = cli.run(sys.argv[1:])', out); sys.exit(code)")
 
 
+TRACED = ("import sys, time, threading; from kubectl_dlm import cli, kube; t0 = time.monotonic(); orig = kube._request\n"
+          "def traced(cluster, method, path, *a, **k):\n"
+          "    s = time.monotonic(); r = orig(cluster, method, path, *a, **k)\n"
+          "    print(f'TRACE {s - t0:7.3f} {time.monotonic() - s:6.3f} {threading.current_thread().name} {cluster.context} {method} {path}', file=sys.stderr)\n"
+          "    return r\n"
+          "kube._request = traced; print(f'TRACE start {time.monotonic()-t0:.3f}', file=sys.stderr); sys.exit(cli.run(sys.argv[1:]))")
+
+
 def timed(cmd: list, env: dict | None = None) -> dict:
     """Run cmd (output piped): its lifetime (as the shell saw it) and when each output line arrived."""
     start = time.time()
@@ -114,6 +122,8 @@ def test_migrate_rows(kubevirt, tmp_path):
         if profile:
             # cli.run, not python -m: the command exits with os._exit (cli.exit_now), before cProfile writes
             profiled = [sys.executable, "-c", PROFILED, f"{profile}/one-{i}.prof", *dlm[3:]]
+        elif os.environ.get("DLM_BENCH_TRACE"):  # a line on stderr per API request, with its start and duration
+            profiled = [sys.executable, "-c", TRACED, *dlm[3:]]
         elif os.environ.get("DLM_BENCH_TEARDOWN") and i % 2:  # A/B: exit through the interpreter's teardown
             profiled = [sys.executable, "-c", TEARDOWN, *dlm[3:]]
         out["one"].append(timed([*profiled, "vm1", "-n", ns, *FLAGS]))

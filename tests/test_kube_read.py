@@ -104,3 +104,27 @@ def test_an_expired_continue_token_restarts_the_list_once_without_a_limit(kube_b
     assert [(q.get("limit"), "continue" in q) for q in sent] == [(PAGE, False), (PAGE, True), (None, False)]
     # the full list is read at the latest revision: the write made between the pages is in it
     assert sorted(i["metadata"]["name"] for i in items if i["metadata"]["name"].startswith("cm-")) == sorted(made + ["cm-late"])
+
+
+@pytest.mark.cluster
+def test_access_reviews_answer_in_order_the_first_asked_alone(clusters, monkeypatch):
+    """kube.access_reviews asks the first SelfSubjectAccessReview alone, then the rest side by side,
+    and answers in the order asked (the checks pair each answer with its rule)."""
+    cluster = kube.connect(str(clusters.kubeconfig), "source")
+    asks = [("get", f"things{i}", "example.com", "ns", "") for i in range(20)]
+    before = cluster.requests
+    answers = kube.access_reviews(cluster, asks)
+    assert len(answers) == 20 and all(allowed is True for allowed, _ in answers)  # system:masters may do all
+    assert cluster.requests - before == 20
+    assert kube.access_reviews(cluster, []) == []
+
+    # When the server cannot answer the first (reviews forbidden, no authorization API), the others
+    # are not asked: the one answer says why.
+    asked = []
+
+    def unanswerable(cluster, *ask):
+        asked.append(ask)
+        return None, "create SelfSubjectAccessReview: forbidden"
+    monkeypatch.setattr(kube, "access_review", unanswerable)
+    assert kube.access_reviews(cluster, asks) == [(None, "create SelfSubjectAccessReview: forbidden")]
+    assert asked == [asks[0]]

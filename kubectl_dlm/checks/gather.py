@@ -89,9 +89,8 @@ def gather(source: Source, names: List[str], settings: Settings, source_cluster:
             if cluster is None:
                 continue
             cf = facts.clusters[role]
-            for access in needed[role]:
-                allowed, why = kube.access_review(cluster, access.verb, access.resource, access.group,
-                                                  access.namespace, access.name)
+            asks = [(a.verb, a.resource, a.group, a.namespace, a.name) for a in needed[role]]
+            for access, (allowed, why) in zip(needed[role], kube.access_reviews(cluster, asks)):
                 if allowed is None:
                     cf.access_error = why
                     break
