@@ -432,7 +432,7 @@ def plan_datavolume(source: Source, vm: Obj, claim: Claim, ctx: _Ctx, target: Ta
     if volume_mode == "Block" and target_mode == "Filesystem":
         overhead, where = filesystem_overhead(settings, target, mapping.storage_class)
         source_size, size = size, filesystem_size(quantity.to_bytes(size), overhead)
-        sizing = (f"disk {map_claim(claim.claim, settings)}: Block {source_size} onto Filesystem, requested as {size} "
+        sizing = (f"disk {map_claim(claim.claim, settings)}: Block {quantity.readable(source_size)} onto Filesystem, requested as {size} "
                   f"with filesystem overhead {overhead:g} ({where})")
     storage = {"size": size, "volume_mode": target_mode, "source_volume_mode": volume_mode,
                "access_modes": target_access, "storage_class": mapping.storage_class, "sizing": sizing}

@@ -28,3 +28,16 @@ def to_bytes(quantity: str) -> int:
 def mebibytes(n_bytes: int) -> str:
     """Round up to whole MiB, the unit CDI and most provisioners allocate in."""
     return f"{math.ceil(n_bytes / 2**20)}Mi"
+
+
+def readable(quantity: str) -> str:
+    """A quantity for a message: as written, with the largest exact binary unit beside a plain byte
+    count (CDI writes a claim's size as bytes: "536870912" reads better as "536870912 (512Mi)")."""
+    text = str(quantity).strip()
+    if not text.isdigit():
+        return text
+    n = int(text)
+    for suffix in ("Ei", "Pi", "Ti", "Gi", "Mi", "Ki"):
+        if n and n % _SUFFIX[suffix] == 0:
+            return f"{text} ({n // _SUFFIX[suffix]}{suffix})"
+    return text

@@ -88,7 +88,7 @@ def test_block_onto_filesystem_is_sized_with_the_target_classes_overhead(kubevir
     assert dv_size(result.stdout) == "641Mi"
     # the source claim's size as CDI wrote it: 512Mi as a plain byte count (InflateSizeWithOverhead
     # returns resource.NewScaledQuantity(bytes, 0) for Block too, CDI pkg/controller/common/util.go)
-    assert ("note: vm1: disk vm1-disk: Block 536870912 onto Filesystem, requested as 641Mi with filesystem overhead 0.1 "
+    assert ("note: vm1: disk vm1-disk: Block 536870912 (512Mi) onto Filesystem, requested as 641Mi with filesystem overhead 0.1 "
             "(the target CDIConfig's status.filesystemOverhead.storageClass[ceph-rbd])") in result.stderr_lines
     # a class without its own value: CDI's config controller resolves the global one for every class
     # into status (CDI v1.66 pkg/controller/config-controller.go reconcileFilesystemOverhead):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from kubectl_dlm.quantity import mebibytes, to_bytes
+from kubectl_dlm.quantity import mebibytes, readable, to_bytes
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -27,3 +27,12 @@ def test_not_a_quantity(text):
 ])
 def test_mebibytes_round_up(n_bytes, expected):
     assert mebibytes(n_bytes) == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("536870912", "536870912 (512Mi)"), ("10737418240", "10737418240 (10Gi)"), ("3072", "3072 (3Ki)"),
+    ("1000", "1000"), ("1536", "1536"), ("0", "0"),  # no exact binary unit: as written
+    ("10Gi", "10Gi"), ("512M", "512M"), (" 1Gi ", "1Gi"),  # already a unit: as written
+])
+def test_readable(text, expected):
+    assert readable(text) == expected
