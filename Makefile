@@ -19,7 +19,7 @@ test: install ## the whole suite, as CI runs it; builds (or reuses) the test API
 	kv=$$(bash -o pipefail -c 'bash tests/infra/build-kubevirt.sh | tail -n 1') || { \
 	  if [ "$${CI:-}" = true ]; then echo "make test: KubeVirt could not be built" >&2; exit 1; fi; \
 	  echo "make test: KubeVirt not built; the KubeVirt tier will skip" >&2; kv=; }; \
-	MINI_KUBE_BIN=$$bin KUBEVIRT_BIN=$$kv PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest
+	MINI_KUBE_BIN=$$bin KUBEVIRT_BIN=$$kv PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest --durations=25
 
 unit: install ## the fast tier only (no API servers)
 	$(PY) -m pytest tests -q --ignore=tests/harness -m 'not cluster'
