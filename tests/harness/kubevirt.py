@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
+import itertools
 import json
 import os
 import re
@@ -31,6 +32,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import threading
 import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
@@ -42,6 +44,7 @@ from .apiserver import ApiError, ApiServer, _die_with_parent, _terminate, pod_ad
 from .clusters import (HARNESS_CRDS, NAMES, STORAGE_CLASSES, Cluster, Clusters, _ci, _unavailable,
                        publish_endpoint_slice, shared_dir, write_kubeconfig)
 from .kubevirt_ca import CAOperator
+from tests.kubevirt.loop import Loop
 
 REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "tests" / "infra"
@@ -162,32 +165,79 @@ class Component:
                 (target / key).write_bytes(base64.b64decode(value))
                 (target / key).chmod(0o600)
         self.proc: subprocess.Popen | None = None
+        # The played kubelet (Kubelet below) and the harness's faults both start and stop it.
+        self.lock = threading.RLock()
+        self.restarts = 0
+        self._started = 0.0
+        self._backoff = 0.0
+        self._restart_at: float | None = None
 
     def start(self) -> None:
         script = ('mount -t overlay overlay -o "lowerdir=/etc,upperdir=$0,workdir=$1" /etc && hostname "$2" '
                   '&& shift 2 && exec "$@"')
-        with open(self.log, "ab") as out:
+        with self.lock, open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 [*unshare(), "sh", "-c", script,
                  str(self.upper), str(self.overlay_work), self.pod_name, *self.argv],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env,
                 preexec_fn=_die_with_parent)
+            self._started, self._restart_at = time.monotonic(), None
 
     def check_running(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             raise RuntimeError(f"{self.cluster}/{self.name} exited:\n{tail(self.log)}")
 
     def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.send_signal(signal.SIGCONT)   # a paused one (pause()) takes SIGTERM only once resumed
-            _terminate(self.proc)
-            self.proc = None
+        """The process ends and stays ended (a fault, or the pod deleted): the played kubelet restarts
+        only a container that exited by itself."""
+        with self.lock:
+            if self.proc is not None:
+                self.proc.terminate()
+                self.proc.send_signal(signal.SIGCONT)   # a paused one (pause()) takes SIGTERM only once resumed
+                _terminate(self.proc)
+                self.proc = None
+
+    def restart_if_exited(self) -> None:
+        """What the kubelet does for a container of a restartPolicy Always pod (every Deployment's) that
+        exited: start it again in the same pod (same name, so the same Lease identity) after a back-off
+        that doubles per restart and is forgotten once a run lasted long enough. The kubelet's is
+        10 s doubling to 5 min (pkg/kubelet: backOffPeriod, MaxContainerBackOff); here 1 s doubling to
+        8 s, reset after 60 s of running, so a test does not wait minutes."""
+        with self.lock:
+            if self.proc is None or self.proc.poll() is None:
+                return
+            now = time.monotonic()
+            if self._restart_at is None:
+                ran = now - self._started
+                self._backoff = 1.0 if ran > 60 or not self._backoff else min(self._backoff * 2, 8.0)
+                self._restart_at = now + self._backoff
+                with open(self.log, "a") as out:
+                    out.write(f"played kubelet: {self.name} exited with code {self.proc.returncode} after {ran:.0f}s; "
+                              f"restarting in {self._backoff:.0f}s\n")
+            if now >= self._restart_at:
+                self.restarts += 1
+                self.start()
 
     def pause(self) -> None:
         """SIGSTOP: the kernel still accepts TCP connections on its sockets, nothing answers them."""
         if self.proc is not None:
             self.proc.send_signal(signal.SIGSTOP)
+
+
+class Kubelet(Loop):
+    """The kubelet's part for KubeVirt's own component pods, played: a container that exits is started
+    again (Component.restart_if_exited). virt-controller exits when it loses its Lease, e.g. while the
+    API server is away longer than its renew deadline (golog.Fatal in OnStoppedLeading,
+    pkg/virt-controller/watch/application.go:1170-1172 @v1.9.0; 10 s, leaderelectionconfig/config.go:31-33)."""
+    name = "kubelet"
+
+    def __init__(self, install: "KubeVirtInstall"):
+        super().__init__(install.cluster, 0.2)
+        self.install = install
+
+    def step(self) -> None:
+        for comp in self.install.pods():
+            comp.restart_if_exited()
 
 
 _octet: list[int] = []
@@ -283,6 +333,12 @@ class KubeVirtInstall:
         self.manifests: dict = {}
         self.ca_operator = CAOperator(cluster)
         self.faults: dict[str, object] = {}   # what block_sync/disable_feature_gate changed, for restore()
+        # The synchronization controller's second replica (its Deployment has two, newBaseDeployment,
+        # generate/components/deployments.go:263 @v1.9.0): waiting for the Lease, it takes over when
+        # the leader loses it. components[SYNC] is the replica holding the Lease (follow_sync_leader).
+        self.sync_standby: Component | None = None
+        self._sync_replicas = itertools.count()
+        self.kubelet = Kubelet(self)
 
     # The KubeVirt CR as an admin creates it for DLM (the gate is Alpha in v1.9.0), with the port the
     # synchronization controller listens on (spec.synchronizationPort: its Deployment's --port,
@@ -382,8 +438,44 @@ class KubeVirtInstall:
             kubeconfig = component_kubeconfig(self.cluster.api, self.dir / f"{sa}.kubeconfig", *self.credentials(sa))
             ip = self.sync_ip if name == SYNC else \
                 f"127.{session_octet()}.{CLUSTER_NET[self.cluster.name]}.{COMPONENT_HOST[name]}"
+            replica = next(self._sync_replicas) if name == SYNC else 0
             self.components[name] = Component(self.cluster.name, deployments[name], secrets, self.bin, kubeconfig,
-                                              self.dir, ip)
+                                              self.dir, ip, replica=replica)
+        self.sync_standby = self.sync_replica(deployments[SYNC], self.sync_ip)
+
+    def sync_replica(self, deployment: dict, ip: str) -> Component | None:
+        """The synchronization controller's second pod, if its Deployment asks for two. On this machine
+        it shares the leader's address and port: the port is bound only by the leader (SynchronizationController.Run,
+        pkg/synchronization-controller/synchronization-controller.go:265-273 @v1.9.0, after it took the Lease)
+        and released when it stops leading (closeConnections, :284-296)."""
+        if (deployment["spec"].get("replicas") or 1) < 2:
+            return None
+        sa = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+        secrets = {s["metadata"]["name"]: s for s in self.manifests["secrets"]}
+        return Component(self.cluster.name, deployment, secrets, self.bin, self.dir / f"{sa}.kubeconfig", self.dir, ip,
+                         replica=next(self._sync_replicas))
+
+    def pods(self) -> list[Component]:
+        """Every component process of this cluster, standby included."""
+        return [*self.components.values(), *([self.sync_standby] if self.sync_standby else [])]
+
+    def start_sync_standby(self) -> None:
+        """The second replica, once the first holds the Lease (so which one leads is known)."""
+        if self.sync_standby is not None:
+            self.publish_pod(self.sync_standby)
+            self.sync_standby.start()
+
+    def follow_sync_leader(self) -> Component:
+        """components[SYNC] := the replica holding the Lease. A leader that lost its Lease (the API
+        server away longer than its renew deadline) stops its controller and its gRPC server but its
+        process stays, never running for the Lease again (OnStoppedLeading only cancels the controller,
+        cmd/synchronization-controller/synchronization-controller.go:357-360; runWithLeaderElection then
+        waits for a signal, :361-368; the Deployment has no liveness probe, deployments.go:811-824), so
+        the standby takes over once the Lease expired."""
+        standby = self.sync_standby
+        if standby is not None and self.lease_holder(SYNC) == standby.pod_name:
+            self.sync_standby, self.components[SYNC] = self.components[SYNC], standby
+        return self.components[SYNC]
 
     def credentials(self, service_account: str) -> tuple[Path, Path]:
         """A client certificate that authenticates as service account kubevirt/<name>, as its token
@@ -553,11 +645,13 @@ class KubeVirtInstall:
         address stays published), the port refuses connections. "timeout": its process hangs
         (SIGSTOP), the kernel still accepts the connection and the TLS handshake never gets an answer."""
         assert mode in ("refused", "timeout"), mode
-        sync = self.components[SYNC]
+        sync = self.follow_sync_leader()
         if mode == "refused":
             sync.stop()
         else:
             sync.pause()
+        if self.sync_standby is not None:   # held down too: it would take the Lease after 15 s and heal the fault
+            self.sync_standby.stop()
         self.faults["sync"] = mode
 
     def unblock_sync(self) -> None:
@@ -569,6 +663,7 @@ class KubeVirtInstall:
         sync.stop()
         sync.start()
         self.wait_sync_leader(time.monotonic() + 60)
+        self.start_sync_standby()
         self.update_status()
 
     def move_sync_leader(self) -> str:
@@ -580,23 +675,27 @@ class KubeVirtInstall:
         expires (LeaseDuration 15 s, leaderelectionconfig/config.go; the old one does not release it,
         cmd/synchronization-controller runWithLeaderElection) and the operator publishes its address
         (core.go:811-872). The old address no longer answers."""
-        old = self.components[SYNC]
+        old, old_standby = self.follow_sync_leader(), self.sync_standby
         [port] = free_ports(self.sync_ip, 1)
         self.req("PATCH", f"/apis/kubevirt.io/v1/namespaces/{NS}/kubevirts/kubevirt",
                  {"spec": {"synchronizationPort": str(port)}}, content_type="application/merge-patch+json")
         kv = self.kubevirt()
         deployment = next(d for d in self.print_manifests(kv)["deployments"] if d["metadata"]["name"] == SYNC)
-        replica = int(old.pod_name.rsplit("-", 1)[1]) + 1
+        replica = next(self._sync_replicas)
         secrets = {s["metadata"]["name"]: s for s in self.manifests["secrets"]}   # the certificates stay
         sa = deployment["spec"]["template"]["spec"]["serviceAccountName"]
         new = Component(self.cluster.name, deployment, secrets, self.bin, self.dir / f"{sa}.kubeconfig", self.dir,
                         self.sync_ip, replica=replica)
         self.sync_port = port
         self.components[SYNC] = new
+        self.sync_standby = self.sync_replica(deployment, self.sync_ip)
         self.start(SYNC)
-        old.stop()
-        self.req("DELETE", f"/api/v1/namespaces/{NS}/pods/{old.pod_name}")
+        for gone in (old, old_standby):
+            if gone is not None:
+                gone.stop()
+                self.req("DELETE", f"/api/v1/namespaces/{NS}/pods/{gone.pod_name}")
         self.wait_sync_leader(time.monotonic() + 90)
+        self.start_sync_standby()
         self.update_status()
         return join_host_port(self.sync_ip, port)
 
@@ -611,9 +710,11 @@ class KubeVirtInstall:
         edited = dict(dev, featureGates=[g for g in dev.get("featureGates") or [] if g != GATE],
                       disabledFeatureGates=[g for g in dev.get("disabledFeatureGates") or [] if g != GATE] + [GATE])
         self.set_developer_configuration(edited)
-        sync = self.components[SYNC]
-        sync.stop()
-        self.req("DELETE", f"/api/v1/namespaces/{NS}/pods/{sync.pod_name}")
+        self.follow_sync_leader()
+        for sync in (self.components[SYNC], self.sync_standby):
+            if sync is not None:
+                sync.stop()
+                self.req("DELETE", f"/api/v1/namespaces/{NS}/pods/{sync.pod_name}")
         self.update_status()
 
     def enable_feature_gate(self) -> None:
@@ -626,6 +727,7 @@ class KubeVirtInstall:
         self.faults.pop("sync", None)
         self.start(SYNC)
         self.wait_sync_leader(time.monotonic() + 60)
+        self.start_sync_standby()
         self.update_status()
 
     def set_developer_configuration(self, dev: dict) -> None:
@@ -659,15 +761,16 @@ class KubeVirtInstall:
                      content_type="application/merge-patch+json")
 
     def stop(self) -> None:
+        self.kubelet.stop()
         self.ca_operator.stop()
-        for comp in self.components.values():
+        for comp in self.pods():
             if comp.proc is not None:
                 comp.proc.terminate()
-        for comp in self.components.values():
+        for comp in self.pods():
             comp.stop()
 
     def logs(self) -> list[tuple[str, Path]]:
-        return [(f"{self.cluster.name}/{c.name}", c.log) for c in self.components.values()]
+        return [(f"{self.cluster.name}/{c.pod_name}", c.log) for c in self.pods()]
 
 
 class KubeVirtClusters(Clusters):
@@ -743,7 +846,9 @@ def kubevirt_clusters(kube_bin, kubevirt_bin, tmp_path_factory) -> KubeVirtClust
             i.start("virt-synchronization-controller")
         for i in installs.values():
             i.wait_leaders(deadline)
+            i.start_sync_standby()
             i.update_status()
+            i.kubelet.start()
         result = KubeVirtClusters(clusters, kubeconfig, installs)
         _running.append(result)
         yield result
