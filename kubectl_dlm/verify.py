@@ -176,6 +176,15 @@ def _source_stopped(f: Facts) -> Row:
         return Row(name, PASS, f"source VM and VMI are gone from {f.source}")
     vmi_phase = _dig(f.source_vmi, "status", "phase") if f.source_vmi else None
     if vmi_phase not in (None, "Succeeded"):
+        ended = _migrated_away(f.source_vmi)
+        if vmi_phase == "Running" and ended:
+            context, namespace = f.source.rsplit("/", 1)
+            halt = (f"kubectl --context {context} -n {namespace} patch vm {f.vm} --type merge "
+                    """-p '{"spec":{"runStrategy":"Halted"}}'""")
+            return Row(name, FAIL, f"source VMI is still Running in {f.source}, but its migration completed at {ended} "
+                                   f"and the guest runs on the target: KubeVirt did not mark it Succeeded; halt the "
+                                   f"source VM ({halt}), KubeVirt then removes that VMI and starts none (do not delete "
+                                   "the VMI first: runStrategy Always would start the old copy again)")
         return Row(name, FAIL, f"source VMI is {vmi_phase} in {f.source}: the old copy is running")
     vmi_text = "source VMI gone" if f.source_vmi is None else "source VMI Succeeded"
     if f.source_vm is None:
@@ -193,6 +202,24 @@ def _source_stopped(f: Facts) -> Row:
     kind = "uses the legacy `running: true`" if "running" in (f.source_vm.get("spec") or {}) else f"runStrategy {strategy}"
     return Row(name, PASS, f"{vmi_text}; source VM {kind}: KubeVirt does not halt it, "
                            "it can be started again (retire it with `kubectl dlm retire`)")
+
+
+def _migrated_away(source_vmi: Obj) -> Optional[str]:
+    """When a source VMI's own migration state says the guest left it (completed, not failed, the
+    target's domain ready), the end time. KubeVirt v1.9.0 then leaves the VMI Running if its
+    synchronization controller changed leader mid-migration (an API server away longer than the
+    Lease's renew deadline): the new leader writes its own address into the source VMI's
+    sourceState (rebuildSourceConnection, pkg/synchronization-controller/synchronization-controller.go:858-878),
+    with both addresses set the VMI no longer counts as a decentralized migration
+    (IsDecentralizedMigration, staging/src/kubevirt.io/api/core/v1/types.go:676-681), and
+    virt-controller marks a source VMI whose launcher exited Succeeded only if it does
+    (pkg/virt-controller/watch/vmi/lifecycle.go:487-490)."""
+    state = _dig(source_vmi, "status", "migrationState") or {}
+    target = state.get("targetState") or {}
+    if state.get("completed") and not state.get("failed") and state.get("endTimestamp") \
+            and (target.get("domainReadyTimestamp") or state.get("targetNodeDomainReadyTimestamp")):
+        return state["endTimestamp"]
+    return None
 
 
 def _disks_bound(f: Facts) -> Row:

@@ -85,6 +85,10 @@ def _set(facts, path, value):
     (lambda f: _set(f, "target_vm", vm("WaitAsReceiver", {verify.RESTORE_RUN_STRATEGY: "Always"})), "run-strategy-restored", "still WaitAsReceiver"),
     (lambda f: _set(f, "target_vm", vm("Manual", {verify.RESTORE_RUN_STRATEGY: "Always"})), "run-strategy-restored", "but"),
     (lambda f: _set(f, "source_vmi", vmi("Running")), "source-stopped", "the old copy is running"),
+    # completed but not ready on the target, or failed: still "the old copy is running"
+    (lambda f: _set(f, "source_vmi", vmi("Running", completed())), "source-stopped", "the old copy is running"),
+    (lambda f: _set(f, "source_vmi", vmi("Running", completed(failed=True, targetNodeDomainReadyTimestamp="x"))),
+     "source-stopped", "the old copy is running"),
     (lambda f: _set(f, "source_vm", vm("Always")), "source-stopped", "should have halted it"),
     (lambda f: _set(f, "claims", {"vm1-disk": {"status": {"phase": "Pending"}}}), "disks-bound", "vm1-disk Pending"),
     (lambda f: _set(f, "claims", {"vm1-disk": None}), "disks-bound", "vm1-disk missing"),
@@ -109,6 +113,22 @@ def test_source_states_that_pass_say_what_they_are(source_vm, source_vmi, says):
     facts.source_vm, facts.source_vmi = source_vm, source_vmi
     row = rows(facts)["source-stopped"]
     assert row.status == verify.PASS and says in row.evidence
+
+
+def test_a_source_vmi_left_running_after_its_migration_completed_is_named_with_how_to_finish():
+    # KubeVirt v1.9.0 after its synchronization controller changed leader mid-migration: the source
+    # VMI's state says completed, the target's domain ready, both sync addresses set, phase Running
+    # (tests/e2e/test_survive.py::test_api_server_restart_mid_migration shows it on KubeVirt's code).
+    state = completed(targetNodeDomainReadyTimestamp="2026-12-01T10:00:01Z",
+                      sourceState={"migrationUID": "src-uid", "syncAddress": "10.0.0.2:9185"})
+    facts = _set(_set(good(), "source_vmi", vmi("Running", state)), "source_vm", vm("Always"))
+    row = rows(facts)["source-stopped"]
+    assert row.status == verify.FAIL
+    assert row.evidence.startswith("source VMI is still Running in a/ns, but its migration completed at "
+                                   "2026-12-01T10:00:00Z and the guest runs on the target: KubeVirt did not mark it "
+                                   "Succeeded; halt the source VM (kubectl --context a -n ns patch vm vm1 --type merge "
+                                   """-p '{"spec":{"runStrategy":"Halted"}}')""")
+    assert "do not delete the VMI first" in row.evidence
 
 
 def test_after_the_gitops_hand_off_the_restore_annotation_may_be_gone():
