@@ -367,6 +367,17 @@ class Engine:
             return
         if not result.reason and now - run.failed_at < REASON_GRACE:
             return  # the watches and the next look may bring it
+        source_vm = kube.get(self.source, "VirtualMachine", self.settings.source_namespace, run.vm)
+        if follow.source_deleted(source_vm, run.view.source_vmi):
+            # Someone deleted the source VM mid-transfer: its launcher pod goes (vmi/lifecycle.go:70-75),
+            # the target's incoming QEMU loses its stream and exits, and virt-controller fails the target
+            # migration ("target pod shutdown during migration", MC:588-597) or the source one ("vmi does
+            # not exist", MC:561-566). Say what each side shows, not "the source VM keeps running".
+            said = follow.each_side(run.view, source_vm, run.view.source_vmi)
+            self._end(run, follow.FAILED, f"the source VM was deleted during the migration ({said}); {result.message}",
+                      f"run `kubectl dlm cleanup {run.vm}` (it removes what this attempt left on both sides); the "
+                      "guest stopped with its source VM and did not reach the target", now)
+            return
         self._end(run, follow.FAILED, result.message,
                   f"run `kubectl dlm cleanup {run.vm}` (it removes what this attempt left on both sides), then migrate "
                   "again; " + (follow.explain(result.message)[1] or "the source VM keeps running"), now)
@@ -404,17 +415,11 @@ class Engine:
         """The source migration went away and the target did not finish: say what each side shows."""
         source_vm = kube.get(self.source, "VirtualMachine", self.settings.source_namespace, run.vm)
         source_vmi = kube.get(self.source, "VirtualMachineInstance", self.settings.source_namespace, run.vm)
-        vm_state = "deleted" if source_vm is None or meta(source_vm).get("deletionTimestamp") else "still there"
         vmi_deleting = source_vmi is None or bool(meta(source_vmi).get("deletionTimestamp"))
         if run.view.source_vmim is not None and not vmi_deleting:
             return  # the source is alive and its migration open: the normal path decides
-        vmi_state = "gone" if source_vmi is None else ("being deleted" if vmi_deleting else follow.phase(source_vmi))
-        target = follow.phase(run.view.target_vmim) or "gone"
-        target_vmi = follow.phase(run.view.target_vmi) or "gone"
-        migration = (f"migration gone after {run.view.source_vmim_final or 'starting'}" if run.view.source_vmim is None
-                     else f"migration left {follow.phase(run.view.source_vmim) or 'Pending'}")
-        said = f"source: {migration}, VM {vm_state}, VMI {vmi_state}; target: migration {target}, VMI {target_vmi}"
-        if target == "Succeeded" and target_vmi == "Running":
+        said = follow.each_side(run.view, source_vm, source_vmi)
+        if follow.phase(run.view.target_vmim) == "Succeeded" and follow.phase(run.view.target_vmi) == "Running":
             if run.view.source_vmim is not None and owned_by(run.view.source_vmim, run):
                 self._end_open_sides(run)  # KubeVirt leaves it open once its VMI is deleted
             self._finish(run, follow.SUCCEEDED, f"the VM runs on the target ({said})"

@@ -106,6 +106,26 @@ def assess(view: View) -> Assessment:
     return result
 
 
+def _going(obj: Optional[Obj]) -> bool:
+    return obj is None or bool((obj.get("metadata") or {}).get("deletionTimestamp"))
+
+
+def source_deleted(source_vm: Optional[Obj], source_vmi: Optional[Obj]) -> bool:
+    """The source VM or its VMI is gone or being deleted (by someone else: the plugin never deletes it)."""
+    return _going(source_vm) or _going(source_vmi)
+
+
+def each_side(view: View, source_vm: Optional[Obj], source_vmi: Optional[Obj]) -> str:
+    """What each cluster shows of a migration whose source may have been deleted, in one line."""
+    vm_state = "deleted" if _going(source_vm) else "still there"
+    vmi_state = "gone" if source_vmi is None else ("being deleted" if _going(source_vmi) else phase(source_vmi))
+    migration = (f"migration gone after {view.source_vmim_final or 'starting'}" if view.source_vmim is None
+                 else f"migration {'left ' if phase(view.source_vmim) != 'Failed' else ''}"
+                      f"{phase(view.source_vmim) or 'Pending'}")
+    return (f"source: {migration}, VM {vm_state}, VMI {vmi_state}; "
+            f"target: migration {phase(view.target_vmim) or 'gone'}, VMI {phase(view.target_vmi) or 'gone'}")
+
+
 def _still_receiving(vm: Optional[Obj]) -> bool:
     """After success KubeVirt switches the target VM from WaitAsReceiver to the restore annotation's
     strategy; until then `kubectl get vm` would still show a receiver (dlm-state-machine §4)."""

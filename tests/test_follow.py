@@ -193,3 +193,36 @@ def test_success_says_nothing_on_stderr():
     run.outcome, run.message = follow.SUCCEEDED, "already migrated"
     Reporter("plain", out, err).finished(run)
     assert err.getvalue() == "" and out.getvalue().rstrip().endswith("db: succeeded: already migrated")
+
+
+def obj(phase=None, deleting=False):
+    o = {"metadata": {"deletionTimestamp": "2026-12-04T12:00:00Z"} if deleting else {}}
+    if phase:
+        o["status"] = {"phase": phase}
+    return o
+
+
+@pytest.mark.parametrize("source_vm, source_vmi, deleted", [
+    (obj(), obj("Running"), False),
+    (None, obj("Running", deleting=True), True),
+    (obj(deleting=True), obj("Running"), True),
+    (obj(), None, True),
+    (None, None, True),
+])
+def test_source_deleted_when_the_vm_or_its_vmi_is_gone_or_going(source_vm, source_vmi, deleted):
+    assert follow.source_deleted(source_vm, source_vmi) is deleted
+
+
+@pytest.mark.parametrize("source, source_gone_after, source_vm, source_vmi, target, target_vmi, said", [
+    (vmim("Running"), None, None, None, vmim("Failed"), obj("Scheduled"),
+     "source: migration left Running, VM deleted, VMI gone; target: migration Failed, VMI Scheduled"),
+    (vmim("Failed"), None, obj(deleting=True), obj("Running", deleting=True), vmim("Running"), None,
+     "source: migration Failed, VM deleted, VMI being deleted; target: migration Running, VMI gone"),
+    (None, "Running", obj(), obj("Running"), None, None,
+     "source: migration gone after Running, VM still there, VMI Running; target: migration gone, VMI gone"),
+])
+def test_each_side_says_what_each_cluster_shows(source, source_gone_after, source_vm, source_vmi, target, target_vmi,
+                                                said):
+    v = view(source, target, source_gone_after=source_gone_after)
+    v.target_vmi = target_vmi
+    assert follow.each_side(v, source_vm, source_vmi) == said

@@ -231,8 +231,25 @@ class Network:
             del handler.domains[key]
         for t in [t for t in self.transfers if t.source is handler and t.source_key[1:] == (namespace, name)]:
             self.transfers.remove(t)
-            if t.target is not None:
-                t.target.handler.domains.pop(t.target.key, None)
+            self._incoming_lost(t)
+
+    def _incoming_lost(self, t: Transfer) -> None:
+        """The source's qemu went away mid-transfer (its launcher killed, its VMI deleted: virt-controller
+        deletes the launcher pod of a deleted VMI, pkg/virt-controller/watch/vmi/lifecycle.go:70-75), so
+        the incoming stream on the target ends. The target's qemu does not outlive it: QEMU exits when
+        an incoming migration fails, and libvirt destroys an incoming domain whose source connection
+        closed. Then the target's virt-launcher exits as after any qemu exit (its process monitor
+        returns, cmd/virt-launcher/virt-launcher.go:536-560; exit 0), the kubelet reports the pod
+        down, and the real migration controller fails the target migration ("Migration failed
+        because target pod shutdown during migration", migration.go:588-597). Target virt-handler
+        itself reports nothing: with no domain it has no migration metadata to read
+        (migration-target.go:217-224, 330-333)."""
+        if t.target is None:
+            return
+        tgt = t.target.handler.domains.pop(t.target.key, None)
+        uid = tgt.uid if tgt is not None else t.target.handler.vmi_uid(t.target.key)
+        if uid:
+            self.exited[uid] = 0
 
     def abort(self, source: "Handler", key: tuple) -> bool:
         """virDomainAbortJob on the source's migration job (l-m-source.go:978-1021)."""
@@ -253,6 +270,10 @@ class Network:
             if t.kill_source_at is not None and t_now >= t.kill_source_at:
                 t.kill_source_at = None
                 kill_launcher(t.source, *t.source_key[1:], target=False, network=self)
+        for t in list(self.transfers):   # the source domain is gone (its VMI deleted): the stream ends
+            if t.target is not None and t.source_key not in t.source.domains:
+                self.transfers.remove(t)
+                self._incoming_lost(t)
         due = [t for t in self.transfers if time.monotonic() >= t.deadline]
         for t in due:
             self.transfers.remove(t)

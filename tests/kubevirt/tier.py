@@ -129,8 +129,9 @@ class Faults:
     dirty_rate = _NetworkKnob("Bytes/s the guest dirties during the next transfers; at or above the transfer rate "
                               "pre-copy makes no headway: the remaining bytes stand still until the transfer's time is up.")
     fail_target_at = _NetworkKnob("The target's launcher pod dies at this share of the next transfer (one shot).")
-    fail_source_at = _NetworkKnob("The source's launcher pod dies at this share of the next transfer (one shot). KubeVirt "
-                                  "v1.9.0 then never ends the migration (tests/kubevirt/test_handler_faults.py).")
+    fail_source_at = _NetworkKnob("The source's launcher pod dies at this share of the next transfer (one shot). Nothing "
+                                  "on the source side reports an end; the target's QEMU loses its stream and exits, and "
+                                  "KubeVirt v1.9.0 fails the target migration (tests/kubevirt/test_handler_faults.py).")
 
     def fail_next_transfer(self, reason: str) -> None:
         """The next transfer breaks halfway with this libvirt error (handler.Network)."""
