@@ -378,6 +378,16 @@ class Engine:
                       f"run `kubectl dlm cleanup {run.vm}` (it removes what this attempt left on both sides); the "
                       "guest stopped with its source VM and did not reach the target", now)
             return
+        if follow.launcher_ended(run.view.source_vmi):
+            # The source launcher died mid-transfer: nothing on the source reports it (virt-handler skips
+            # a migrating VMI, vm.go:409-422), the target fails on its lost stream (MC:588-597), and the
+            # source VMI still shows Running. Do not tell the user the source VM keeps running.
+            self._end(run, follow.FAILED, f"{result.message}; the source VMI's launcher pod has ended (its Ready "
+                      "condition says PodTerminating): its guest is no longer running, although the VMI still "
+                      f"shows {follow.phase(run.view.source_vmi) or 'no phase'}",
+                      f"run `kubectl dlm cleanup {run.vm}` (it removes what this attempt left on both sides), then "
+                      f"start the VM again on the source (`virtctl restart {run.vm}`) and migrate again", now)
+            return
         self._end(run, follow.FAILED, result.message,
                   f"run `kubectl dlm cleanup {run.vm}` (it removes what this attempt left on both sides), then migrate "
                   "again; " + (follow.explain(result.message)[1] or "the source VM keeps running"), now)

@@ -126,6 +126,15 @@ def each_side(view: View, source_vm: Optional[Obj], source_vmi: Optional[Obj]) -
             f"target: migration {phase(view.target_vmim) or 'gone'}, VMI {phase(view.target_vmi) or 'gone'}")
 
 
+def launcher_ended(vmi: Optional[Obj]) -> bool:
+    """The VMI's launcher pod is down or going down: virt-controller sets its Ready condition False
+    with reason PodTerminating then (pkg/virt-controller/watch/vmi/lifecycle.go:286, 887-895 @v1.9.0),
+    while it keeps a Running VMI Running as long as the pod exists, even Failed (lifecycle.go:479-484).
+    Its QEMU, the guest, is gone with it."""
+    return any(c.get("type") == "Ready" and c.get("status") == "False" and c.get("reason") == "PodTerminating"
+               for c in _conditions(vmi))
+
+
 def _still_receiving(vm: Optional[Obj]) -> bool:
     """After success KubeVirt switches the target VM from WaitAsReceiver to the restore annotation's
     strategy; until then `kubectl get vm` would still show a receiver (dlm-state-machine §4)."""

@@ -226,3 +226,19 @@ def test_each_side_says_what_each_cluster_shows(source, source_gone_after, sourc
     v = view(source, target, source_gone_after=source_gone_after)
     v.target_vmi = target_vmi
     assert follow.each_side(v, source_vm, source_vmi) == said
+
+
+READY_TERMINATING = {"type": "Ready", "status": "False", "reason": "PodTerminating",
+                     "message": "virt-launcher pod is terminating"}
+
+
+@pytest.mark.parametrize("conditions, ended", [
+    ([], False),
+    ([{"type": "Ready", "status": "True"}], False),
+    ([{"type": "Ready", "status": "False", "reason": "PodConditionMissing"}], False),
+    ([{"type": "LiveMigratable", "status": "True"}, READY_TERMINATING], True),
+])
+def test_a_source_launcher_has_ended_when_the_vmi_says_its_pod_is_terminating(conditions, ended):
+    vmi = {"status": {"phase": "Running", "conditions": conditions}}
+    assert follow.launcher_ended(vmi) is ended
+    assert follow.launcher_ended(None) is False

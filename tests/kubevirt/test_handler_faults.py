@@ -119,7 +119,8 @@ def test_source_pod_dying_mid_transfer_fails_the_target_then_the_move(kubevirt_c
     stream is gone, its QEMU and then its virt-launcher exit (cmd/virt-launcher/virt-launcher.go:
     536-560), and the target migration controller fails the target migration ("Migration failed
     because target pod shutdown during migration", pkg/virt-controller/watch/migration/
-    migration.go:588-597). `migrate` ends on that, and ends the source migration it left open."""
+    migration.go:588-597). `migrate` ends on that, ends the source migration it left open, and says
+    the guest is gone though its VMI still shows Running."""
     ns = kv_namespace
     s = kubevirt_clusters.by_name("source")
     t = kubevirt_clusters.by_name("target")
@@ -129,6 +130,9 @@ def test_source_pod_dying_mid_transfer_fails_the_target_then_the_move(kubevirt_c
                          "--sync-timeout", "60", "--timeout", "60", "-o", "plain")
     assert code == errors.FAILED, out + err + dump(kubevirt_clusters, ns)
     assert "target pod shutdown during migration" in err, err
+    # the source VMI still says Running; its Ready condition tells the launcher ended (lifecycle.go:887-895)
+    assert "its guest is no longer running" in err and "virtctl restart vm1" in err, err
+    assert "keeps running" not in err, err
     assert list(launcher_phases(s, ns).values()) == ["Failed"]
     assert [m["status"]["phase"] for m in get(t, ns, "virtualmachineinstancemigrations")["items"]] == ["Failed"]
     vmi = get(s, ns, "virtualmachineinstances", "vm1")
