@@ -91,7 +91,7 @@ def assess(view: View) -> Assessment:
             result.outcome = FAILED
             result.failed_side = side
             result.reason = failure_reason(vmim, [view.target_vmi, view.source_vmi], view.events)
-            result.message = f"the {side} migration failed: {result.reason or NO_REASON}"
+            result.message = f"the {side} migration failed: {monitor_abort(view, result.reason) or result.reason or NO_REASON}"
             result.hint = explain(result.message)[1] or "run `kubectl dlm cleanup` and try again; the source VM keeps running"
             return result
     target_gone = view.target_vmim_seen and view.target_vmim is None
@@ -149,6 +149,31 @@ def _aborted(vmim: Optional[Obj]) -> bool:
 
 
 WAITING = "waiting for incoming synchronization"
+# What the source virt-launcher records when libvirt's job was aborted ("canceled by client"):
+# pkg/virt-launcher/virtwrap/live-migration-source.go:408-411 @v1.9.0.
+ABORTED = "Live migration has been aborted"
+MONITOR = "by KubeVirt's migration monitor"
+
+
+def monitor_abort(view: View, reason: str) -> str:
+    """The reason for a migration the source's migration monitor aborted, or "".
+
+    The monitor in the source virt-launcher aborts a transfer with no new low of the remaining data
+    for progressTimeout seconds, or not done within completionTimeoutPerGiB per GiB of the VM's data
+    (handleLegacyConvergence, live-migration-source.go:730-815 @v1.9.0); libvirt's abort then reads
+    like a cancel. A cancel deletes a VMIM (virt-controller marks it migrationAbortRequested,
+    migration.go:575-587, 630-638): with both still there and neither marked, it was the monitor."""
+    if reason != ABORTED:
+        return ""
+    for vmim in (view.source_vmim, view.target_vmim):
+        if vmim is None or (vmim.get("metadata") or {}).get("deletionTimestamp") or _aborted(vmim):
+            return ""
+    config = (((view.source_vmi or {}).get("status") or {}).get("migrationState") or {}).get("migrationConfiguration") or {}
+    progress, per_gib = config.get("progressTimeout"), config.get("completionTimeoutPerGiB")
+    return (f"{ABORTED} {MONITOR} (no VMIM was deleted): the data left to send made no headway for "
+            f"progressTimeout ({'%s s' % progress if progress is not None else 'unknown'}), or the transfer "
+            f"outlasted completionTimeoutPerGiB ({'%s s' % per_gib if per_gib is not None else 'unknown'}) "
+            "per GiB of the VM's memory and disks")
 NO_REASON = ("KubeVirt wrote no reason on either migration, either VMI or their events; "
              "see `kubectl describe vmim` on both sides")
 
@@ -201,6 +226,11 @@ _CAUSES = (
     (("feature gate", "decentralizedlivemigration"),
      "decentralized live migration is disabled on one cluster",
      "add DecentralizedLiveMigration to spec.configuration.developerConfiguration.featureGates of the KubeVirt CR"),
+    ((MONITOR.lower(),),
+     "the guest dirties memory faster than it is sent, or the transfer is too slow for KubeVirt's timeouts",
+     "let it converge: --allow-auto-converge (throttles the guest), --allow-post-copy, or more --bandwidth "
+     "(a MigrationPolicy for this move), or raise progressTimeout/completionTimeoutPerGiB in the KubeVirt CR's "
+     "spec.configuration.migrations; the source VM keeps running"),
     (("waiting for incoming synchronization",),
      "the target is waiting for the source to connect",
      "normal at the start; if it lasts, check the source migration and the sync address"),

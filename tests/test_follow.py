@@ -242,3 +242,38 @@ def test_a_source_launcher_has_ended_when_the_vmi_says_its_pod_is_terminating(co
     vmi = {"status": {"phase": "Running", "conditions": conditions}}
     assert follow.launcher_ended(vmi) is ended
     assert follow.launcher_ended(None) is False
+
+
+def _monitor_view(target, config=None):
+    v = view(vmim("Failed", failure_reason=follow.ABORTED), target)
+    if config is not None:
+        v.source_vmi = {"status": {"migrationState": {"migrationConfiguration": config, "abortStatus": "Succeeded"}}}
+    return v
+
+
+@pytest.mark.parametrize("target, config, by_monitor", [
+    (vmim("Running"), {"progressTimeout": 5, "completionTimeoutPerGiB": 150}, True),
+    (vmim("Running"), None, True),                           # no configuration read: the values say so
+    ({**vmim("Running"), "metadata": {"deletionTimestamp": "2026-12-04T12:00:00Z"}}, None, False),  # cancelled
+    (vmim("Failed", [ABORTED]), None, False),                # a deleted VMIM was marked by virt-controller
+], ids=["monitor", "monitor-no-config", "target-being-deleted", "target-abort-requested"])
+def test_an_abort_nobody_asked_for_is_named_as_the_migration_monitors(target, config, by_monitor):
+    """libvirt's abort reads 'Live migration has been aborted' whoever asked; without a deleted or
+    abort-requested VMIM it was the source launcher's migration monitor (progressTimeout,
+    completionTimeoutPerGiB), and the fix is to let the transfer converge."""
+    result = follow.assess(_monitor_view(target, config))
+    if not by_monitor:
+        assert result.outcome == follow.CANCELLED or "migration monitor" not in result.message
+        return
+    assert result.outcome == follow.FAILED
+    assert "Live migration has been aborted by KubeVirt's migration monitor (no VMIM was deleted)" in result.message
+    expected = "progressTimeout (5 s)" if config else "progressTimeout (unknown)"
+    assert expected in result.message
+    cause, fix = follow.explain(result.message)
+    assert cause.startswith("the guest dirties memory faster than it is sent")
+    assert "--allow-auto-converge" in fix and "--allow-post-copy" in fix
+
+
+def test_an_abort_with_the_target_migration_gone_is_not_blamed_on_the_monitor():
+    result = follow.assess(view(vmim("Failed", failure_reason=follow.ABORTED), None, target_gone_after="Running"))
+    assert "migration monitor" not in result.message

@@ -133,6 +133,42 @@ def test_ten_vms_three_at_a_time(kubevirt, dlm):
         kubevirt.assert_moved("source", src, "source", dst, name)
 
 
+def set_migrations(kubevirt, cluster: str, fields: dict) -> None:
+    """Edit spec.configuration.migrations of the cluster's KubeVirt CR (None removes a field); the real
+    virt-controller resolves it into each new migration's migrationConfiguration."""
+    kubevirt.request(cluster, "PATCH", "/apis/kubevirt.io/v1/namespaces/kubevirt/kubevirts/kubevirt",
+                     {"spec": {"configuration": {"migrations": fields}}}, content_type="application/merge-patch+json")
+
+
+def test_a_transfer_without_headway_is_aborted_by_the_migration_monitor(kubevirt, dlm):
+    """The source launcher's migration monitor (played: handler.Network.monitor, from
+    l-m-source.go:730-839) aborts a transfer whose remaining data makes no new low for progressTimeout
+    seconds. libvirt's abort reads like a cancel ("Live migration has been aborted"); the plugin says
+    it was the monitor, with the timeout KubeVirt applied, and what would let the transfer converge."""
+    src, dst = kubevirt.namespaces("source"), kubevirt.namespaces("source")
+    start_vm(kubevirt, "source", src)
+    kubevirt.faults.transfer_seconds = 40   # no headway from 25 % of it (handler.STALL_AT), at 10 s
+    kubevirt.faults.transfer_bytes = 40 * 2**20
+    kubevirt.faults.dirty_rate = 2 * 2**20  # twice what is sent
+    set_migrations(kubevirt, "source", {"progressTimeout": 3})
+    try:
+        started = time.monotonic()
+        code, out, err = dlm("migrate", "vm1", "--context", "source", "-n", src, "--to-namespace", dst,
+                             "--timeout", "120", "-o", "plain")
+        took = time.monotonic() - started
+    finally:
+        set_migrations(kubevirt, "source", {"progressTimeout": None})
+    assert code == errors.FAILED, out + err + kubevirt.dump(src, dst)
+    assert took < 60, out   # aborted at about 10 + 3 s of the transfer, not at its 40 s
+    assert "Live migration has been aborted by KubeVirt's migration monitor (no VMIM was deleted)" in err
+    assert "progressTimeout (3 s)" in err and "--allow-auto-converge" in err and "kubectl dlm cleanup vm1" in err
+    vmi = kubevirt.get("source", "vmi", src, "vm1")
+    assert phase(vmi) == "Running"   # the guest never left the source
+    ms = vmi["status"]["migrationState"]
+    assert ms["failed"] is True and ms["abortStatus"] == "Succeeded", ms
+    assert ms["migrationConfiguration"]["progressTimeout"] == 3
+
+
 def handler_metrics_targets(cluster) -> list[str]:
     """host:port of each virt-handler pod's "metrics" port on the cluster (tests/kubevirt/handler_pods.py),
     as Prometheus's kubernetes_sd would find them by pod IP and the named port."""

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -103,6 +104,12 @@ class Transfer:
     dirty_rate: int = 0                 # bytes/s the guest dirties while it runs
     started: float = field(default_factory=time.monotonic)
     ended_at: float | None = None       # the share sent when it ended early (a failure, an abort)
+    # the source launcher's migration monitor (Network.monitor): its options and what it last saw
+    progress_timeout: int = 0
+    completion_seconds: int = 0
+    assist: bool = False                # allowWorkloadDisruption: past completion it assists instead of aborting
+    watermark: int | None = None
+    last_progress: float = field(default_factory=time.monotonic)
 
     @property
     def rate(self) -> int:
@@ -182,7 +189,8 @@ class Network:
             return [t for t in self.transfers if t.source is source and t.source_key[0] == node
                     and time.monotonic() < t.deadline and t.target is not None]
 
-    def start(self, source: "Handler", key: tuple, address: str, ports: dict, total_bytes: int) -> None:
+    def start(self, source: "Handler", key: tuple, address: str, ports: dict, total_bytes: int,
+              monitor: dict | None = None) -> None:
         """virt-launcher's migrate (l-m-source.go:1389-1423): libvirt dials the target's ports; the
         incoming domain appears paused on the target (reason Migration) carrying the source's
         KubeVirt metadata in its XML, its UID replaced by the target VMI's (l-m-source.go:1079-1083)."""
@@ -201,7 +209,7 @@ class Network:
             target.handler.domains[target.key] = Domain(vmi_uid or "", "Paused", "Migration",
                                                          copy.deepcopy(src.migration))
         t = Transfer(source, key, target, deadline, fail, total_bytes=self.transfer_bytes or total_bytes,
-                     seconds=max(self.transfer_seconds, 0.01), dirty_rate=self.dirty_rate)
+                     seconds=max(self.transfer_seconds, 0.01), dirty_rate=self.dirty_rate, **(monitor or {}))
         if target is not None:   # one shot each: the next transfer only
             if self.fail_target_at is not None:
                 t.kill_target_at, self.fail_target_at = t.started + t.seconds * self.fail_target_at, None
@@ -260,9 +268,34 @@ class Network:
                 return True
         return False
 
+    def monitor(self, t: Transfer, at: float) -> None:
+        """The source launcher's migration monitor, as without the MigrationStallDetection gate
+        (processInflightMigration and handleLegacyConvergence, l-m-source.go:730-839): a new low of
+        the remaining data is progress; none for more than progressTimeout seconds aborts the job,
+        and so does a transfer that outlasts completionTimeoutPerGiB x the VM's data in GB
+        (acceptableCompletionTime, l-m-source.go:450; getVMIMigrationDataSize, manager.go:796-815),
+        unless allowWorkloadDisruption lets it assist instead (post-copy or pausing the guest: not
+        played, such a transfer ends when its time is up). The abort is libvirt's, as for a cancel."""
+        if t.aborted or t.fail or t.target is None:
+            return
+        remaining = t.figures()["remaining"]
+        if t.watermark is None or remaining < t.watermark:
+            t.last_progress = at
+        t.watermark = remaining
+        overdue = bool(t.completion_seconds) and int(at - t.started) > t.completion_seconds
+        if overdue and t.assist:
+            return
+        if (t.progress_timeout and int(at - t.last_progress) > t.progress_timeout) or overdue:
+            domain = t.source.domains.get(t.source_key)
+            if domain is not None and domain.migration is not None:   # cancelMigration, l-m-source.go:374-394
+                domain.migration["abortStatus"] = "InProgress"
+            t.aborted, t.ended_at, t.deadline = True, t.fraction(), at
+
     def advance(self) -> None:
         """Finish the transfers whose time is up, as libvirt and both launchers report the end."""
         t_now = time.monotonic()
+        for t in self.transfers:
+            self.monitor(t, t_now)
         for t in list(self.transfers):   # a launcher pod dies during the transfer (fail_*_at)
             if t.kill_target_at is not None and t_now >= t.kill_target_at and t.target is not None:
                 t.kill_target_at = None
@@ -588,7 +621,8 @@ class Handler(Loop):
         if domain.migration and domain.migration.get("uid") == uid:
             return
         domain.migration = {"uid": uid, "startTimestamp": now(), "mode": "PreCopy"}
-        self.network.start(self, key, ms["targetNodeAddress"], ms["targetDirectMigrationNodePorts"], data_total(vmi))
+        self.network.start(self, key, ms["targetNodeAddress"], ms["targetDirectMigrationNodePorts"], data_total(vmi),
+                           monitor_options(vmi, ms))
 
     @staticmethod
     def _source_status(vmi: dict, ms: dict, domain: Domain | None) -> None:
@@ -833,6 +867,19 @@ def copied_volumes(vmi: dict) -> list[str]:
         elif v["name"] not in filesystems and v["name"] not in read_only:
             copied.append(v["name"])
     return copied
+
+
+def monitor_options(vmi: dict, ms: dict) -> dict:
+    """The migration monitor's options as virt-handler hands them to the launcher: from the VMI's
+    migrationState.migrationConfiguration that virt-controller resolved (HS:518-545; without it
+    the cluster's defaults, progressTimeout and completionTimeoutPerGiB 150: virt-config.go), the
+    completion time scaled by the VM's data in GB, rounded up (ScaledValue(resource.Giga))."""
+    config = ms.get("migrationConfiguration") or {}
+    per_gib = int(config.get("completionTimeoutPerGiB", 150))
+    disruption = config.get("allowWorkloadDisruption")
+    return {"progress_timeout": int(config.get("progressTimeout", 150)),
+            "completion_seconds": per_gib * math.ceil(data_total(vmi) / 10**9),
+            "assist": bool(config.get("allowPostCopy") if disruption is None else disruption)}
 
 
 def data_total(vmi: dict) -> int:
