@@ -149,6 +149,9 @@ def _aborted(vmim: Optional[Obj]) -> bool:
 
 
 WAITING = "waiting for incoming synchronization"
+NO_REASON = ("KubeVirt wrote no reason on either migration, either VMI or their events; "
+             "see `kubectl describe vmim` on both sides")
+
 # What the source virt-launcher records when libvirt's job was aborted ("canceled by client"):
 # pkg/virt-launcher/virtwrap/live-migration-source.go:408-411 @v1.9.0.
 ABORTED = "Live migration has been aborted"
@@ -166,16 +169,14 @@ def monitor_abort(view: View, reason: str) -> str:
     if reason != ABORTED:
         return ""
     for vmim in (view.source_vmim, view.target_vmim):
-        if vmim is None or (vmim.get("metadata") or {}).get("deletionTimestamp") or _aborted(vmim):
+        if _going(vmim) or _aborted(vmim):
             return ""
     config = (((view.source_vmi or {}).get("status") or {}).get("migrationState") or {}).get("migrationConfiguration") or {}
-    progress, per_gib = config.get("progressTimeout"), config.get("completionTimeoutPerGiB")
+    progress, per_gib = (f"{config[k]} s" if config.get(k) is not None else "unknown"
+                         for k in ("progressTimeout", "completionTimeoutPerGiB"))
     return (f"{ABORTED} {MONITOR} (no VMIM was deleted): the data left to send made no headway for "
-            f"progressTimeout ({'%s s' % progress if progress is not None else 'unknown'}), or the transfer "
-            f"outlasted completionTimeoutPerGiB ({'%s s' % per_gib if per_gib is not None else 'unknown'}) "
+            f"progressTimeout ({progress}), or the transfer outlasted completionTimeoutPerGiB ({per_gib}) "
             "per GiB of the VM's memory and disks")
-NO_REASON = ("KubeVirt wrote no reason on either migration, either VMI or their events; "
-             "see `kubectl describe vmim` on both sides")
 
 
 def failure_reason(vmim: Optional[Obj], vmis: List[Optional[Obj]] = (), events: List[Obj] = ()) -> str:
