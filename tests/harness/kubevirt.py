@@ -450,6 +450,11 @@ class KubeVirtInstall:
         and released when it stops leading (closeConnections, :284-296)."""
         if (deployment["spec"].get("replicas") or 1) < 2:
             return None
+        return self.sync_pod(deployment, ip)
+
+    def sync_pod(self, deployment: dict, ip: str) -> Component:
+        """A new pod of the synchronization controller's Deployment (the next replica number), with the
+        certificates and the kubeconfig the install made."""
         sa = deployment["spec"]["template"]["spec"]["serviceAccountName"]
         secrets = {s["metadata"]["name"]: s for s in self.manifests["secrets"]}
         return Component(self.cluster.name, deployment, secrets, self.bin, self.dir / f"{sa}.kubeconfig", self.dir, ip,
@@ -681,11 +686,7 @@ class KubeVirtInstall:
                  {"spec": {"synchronizationPort": str(port)}}, content_type="application/merge-patch+json")
         kv = self.kubevirt()
         deployment = next(d for d in self.print_manifests(kv)["deployments"] if d["metadata"]["name"] == SYNC)
-        replica = next(self._sync_replicas)
-        secrets = {s["metadata"]["name"]: s for s in self.manifests["secrets"]}   # the certificates stay
-        sa = deployment["spec"]["template"]["spec"]["serviceAccountName"]
-        new = Component(self.cluster.name, deployment, secrets, self.bin, self.dir / f"{sa}.kubeconfig", self.dir,
-                        self.sync_ip, replica=replica)
+        new = self.sync_pod(deployment, self.sync_ip)   # the certificates stay
         self.sync_port = port
         self.components[SYNC] = new
         self.sync_standby = self.sync_replica(deployment, self.sync_ip)
