@@ -89,7 +89,9 @@ def test_api_server_restart_mid_migration(kubevirt, dlm):
     code, out = finish(proc, timeout=240)
     assert code == errors.NOT_VERIFIED, out + kubevirt.dump(src, dst)
     assert "lost cluster" in out and "reconnected" in out
-    assert "vm1: succeeded" in out and "verify pass: target-running" in out and "verify pass: migrated-live" in out
+    # (failed once in CI at load ~10 without this message: the output was cut; keep what each side shows)
+    assert "vm1: succeeded" in out and "verify pass: target-running" in out and "verify pass: migrated-live" in out, \
+        out + kubevirt.dump(src, dst)
     assert f"verify fail: source-stopped: source VMI is still Running in source/{src}, but its migration completed" in out
     assert f"""kubectl --context source -n {src} patch vm vm1 --type merge -p '{{"spec":{{"runStrategy":"Halted"}}}}'""" in out
 
