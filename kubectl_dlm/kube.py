@@ -517,7 +517,7 @@ def read_named(cluster: Cluster, kind: str, namespace: str, names) -> Dict[str, 
     """name -> object, for those of `names` that exist. A GET each (what RBAC can grant by
     resourceNames), or for many names (refs.lists_named) one LIST of the kind, keeping only the
     named ones; a LIST the user may not make (403) falls back to the GETs, several at once."""
-    from kubectl_dlm.refs import NAMED_WORKERS, lists_named
+    from kubectl_dlm.refs import lists_named
 
     wanted = sorted(set(names))
     if lists_named(len(wanted)):
@@ -528,14 +528,20 @@ def read_named(cluster: Cluster, kind: str, namespace: str, names) -> Dict[str, 
         else:
             keep = set(wanted)
             return {meta(o)["name"]: o for o in listed if meta(o).get("name") in keep}
-    if len(wanted) < 2:
-        found = [get(cluster, kind, namespace, name) for name in wanted]
-    else:
-        from concurrent.futures import ThreadPoolExecutor  # not imported by a render of one VM
-
-        with ThreadPoolExecutor(min(NAMED_WORKERS, len(wanted))) as pool:
-            found = list(pool.map(lambda name: get(cluster, kind, namespace, name), wanted))
+    found = side_by_side(lambda name: get(cluster, kind, namespace, name), wanted)
     return {name: obj for name, obj in zip(wanted, found) if obj is not None}
+
+
+def side_by_side(request: Callable[[Any], Any], items: List[Any]) -> List[Any]:
+    """request(item) for each item, refs.NAMED_WORKERS in flight at once (the round trips overlap;
+    the client's connection pool keeps about this many), answers in the order of items."""
+    if len(items) < 2:
+        return [request(item) for item in items]
+    from concurrent.futures import ThreadPoolExecutor  # not imported by a render of one VM
+    from kubectl_dlm.refs import NAMED_WORKERS
+
+    with ThreadPoolExecutor(min(NAMED_WORKERS, len(items))) as pool:
+        return list(pool.map(request, items))
 
 
 def read_target(cluster: Cluster) -> TargetInfo:
@@ -607,18 +613,14 @@ def access_reviews(cluster: Cluster, asks: List[tuple]) -> List[tuple]:
     """access_review of each ask (verb, resource, group, namespace, name), in order. The first is
     asked alone: when the server cannot answer it (no authorization API, reviews forbidden) the rest
     would not be answered either, and only that one answer is returned. The others are asked
-    NAMED_WORKERS at a time: a migrate's checks ask about 90, one after the other they were most of
-    the second before its first apply (a trace of the one-VM benchmark, issue 10)."""
+    side by side: a migrate's checks ask about 90, one after the other they were most of the second
+    before its first apply (a trace of the one-VM benchmark, issue 10)."""
     if not asks:
         return []
     first = access_review(cluster, *asks[0])
-    if first[0] is None or len(asks) == 1:
+    if first[0] is None:
         return [first]
-    from concurrent.futures import ThreadPoolExecutor
-    from kubectl_dlm.refs import NAMED_WORKERS
-
-    with ThreadPoolExecutor(min(NAMED_WORKERS, len(asks) - 1)) as pool:
-        return [first, *pool.map(lambda ask: access_review(cluster, *ask), asks[1:])]
+    return [first, *side_by_side(lambda ask: access_review(cluster, *ask), asks[1:])]
 
 
 def access_review(cluster: Cluster, verb: str, resource: str, group: str = "", namespace: str = "",
