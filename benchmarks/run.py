@@ -367,15 +367,16 @@ def migrate_rows(batch: int, transfer: float, parallel: int, tmp: Path) -> List[
     rounds = math.ceil(batch / parallel)
     load = f"load {got['load_before']:.1f} -> {got['load_after']:.1f}"
     cpu = statistics.median(run["cpu"] for run in got["one"])
+    # the same move by hand with kubectl (kubevirt_migrate.BY_HAND), run alternately with ours
     hand = [run["seconds"] for run in got.get("by_hand", [])]
-    by_hand = []
-    if hand:  # the same move by hand with kubectl (kubevirt_migrate.BY_HAND), run alternately with ours
-        ratios = [ours / theirs for ours, theirs in zip(one, hand)]
-        by_hand = [Row("migrate 1 VM: whole move", f"{secs(statistics.median(one))}",
-                       f"by hand with kubectl apply/wait: {secs(statistics.median(hand))}",
-                       f"{statistics.median(ratios):.2f}x", "-"),
-                   Row("  what migrate adds over the move by hand", secs(statistics.median(one) - statistics.median(hand)),
-                       "-", "-", "< 2 s")]
+    by_hand, batch_by_hand = [], []
+    if hand:
+        ours, theirs = statistics.median(one), statistics.median(hand)
+        by_hand = [Row("migrate 1 VM: whole move", secs(ours), f"by hand with kubectl apply/wait: {secs(theirs)}",
+                       f"{statistics.median(o / t for o, t in zip(one, hand)):.2f}x", "-"),
+                   Row("  what migrate adds over the move by hand", secs(ours - theirs), "-", "-", "< 2 s")]
+        batch_by_hand = [Row(f"  the same against {rounds} move{'s' if rounds > 1 else ''} by hand", secs(wall),
+                             f"{rounds} x {secs(theirs)}: {secs(rounds * theirs)}", f"{wall / (rounds * theirs):.2f}x", "-")]
     return [Row("migrate 1 VM: time over the transfer", f"{secs(over)} (CPU {secs(cpu)}; median of {len(one)}; {load})",
                 f"transfer: {secs(transfer)}", "-", "-" if hand else "< 2 s"),
             *by_hand,
@@ -383,9 +384,7 @@ def migrate_rows(batch: int, transfer: float, parallel: int, tmp: Path) -> List[
                 f"{rounds} transfer{'s' if rounds > 1 else ''}: {secs(rounds * transfer)}", f"{wall / (rounds * transfer):.2f}x",
                 "about 1x"),
             Row("  time over the transfers, per VM", secs((wall - rounds * transfer) / batch), "-", "-", "< 2 s"),
-            *([Row(f"  the same against {rounds} move{'s' if rounds > 1 else ''} by hand", secs(wall),
-                   f"{rounds} x {secs(statistics.median(hand))}: {secs(rounds * statistics.median(hand))}",
-                   f"{wall / (rounds * statistics.median(hand)):.2f}x", "-")] if hand else []),
+            *batch_by_hand,
             Row("  after the last output line", secs(statistics.median(
                 run["seconds"] - (run["lines"][-1][0] if run["lines"] else 0) for run in got["one"])),
                 "-", "-", "-")]
