@@ -28,6 +28,11 @@ LIVE_ADDRESS_WAIT = 30.0  # seconds to wait for the target VMIM's own address be
 REASON_GRACE = 5.0  # seconds to wait for KubeVirt's reason after a side turned Failed
 SOURCE_GONE_GRACE = 15.0  # seconds a target may take to report success after the source migration went away
 END_WAIT = 20.0  # seconds to wait for KubeVirt to let go of a migration we deleted to end it
+# Seconds KubeVirt gets to fail the other side by itself before we delete it. After the hand-off it
+# does (migration.go:630); deleting the target VMIM sooner makes the source's synchronization
+# controller delete the source VMIM too (CancelMigration, synchronization-controller.go:1458-1473),
+# Failed or not, and the user loses KubeVirt's record of the failure.
+PEER_GRACE = 5.0
 
 
 def owned_by(vmim: Obj, run: "Run") -> bool:
@@ -367,6 +372,8 @@ class Engine:
             return
         if not result.reason and now - run.failed_at < REASON_GRACE:
             return  # the watches and the next look may bring it
+        if self._open_sides(run) and now - run.failed_at < PEER_GRACE:
+            return  # KubeVirt may still fail the other side itself
         source_vm = kube.get(self.source, "VirtualMachine", self.settings.source_namespace, run.vm)
         if follow.source_deleted(source_vm, run.view.source_vmi):
             # Someone deleted the source VM mid-transfer: its launcher pod goes (vmi/lifecycle.go:70-75),
@@ -453,11 +460,7 @@ class Engine:
     def _end_open_sides(self, run: Run) -> List[tuple]:
         """Delete this migration's VMIMs that are not final (as `cancel` does) and say so."""
         ended = []
-        for side, cluster, ns, vmim in (("source", self.source, self.settings.source_namespace, run.view.source_vmim),
-                                        ("target", self.target, self.settings.target_namespace, run.view.target_vmim)):
-            if vmim is None or follow.phase(vmim) in inventory.FINAL or not owned_by(vmim, run) \
-                    or meta(vmim).get("deletionTimestamp"):
-                continue
+        for side, cluster, ns, vmim in self._open_sides(run):
             name = meta(vmim)["name"]
             try:
                 kube.delete(cluster, "VirtualMachineInstanceMigration", ns, name)
@@ -468,6 +471,14 @@ class Engine:
                                         "`kubectl dlm cancel` does): KubeVirt does not end it when the other side fails")
             ended.append((side, f"{ns}/{name}"))
         return ended
+
+    def _open_sides(self, run: Run) -> List[tuple]:
+        """(side, cluster, namespace, VMIM) of this run's VMIMs that are neither final nor being deleted."""
+        sides = (("source", self.source, self.settings.source_namespace, run.view.source_vmim),
+                 ("target", self.target, self.settings.target_namespace, run.view.target_vmim))
+        return [(side, cluster, ns, vmim) for side, cluster, ns, vmim in sides
+                if vmim is not None and follow.phase(vmim) not in inventory.FINAL and owned_by(vmim, run)
+                and not meta(vmim).get("deletionTimestamp")]
 
     def _progress(self, run: Run, result: follow.Assessment) -> Optional[Dict[str, Any]]:
         if self.metrics is None or result.source_phase != "Running":
