@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import ctypes
+import http.client
 import ipaddress
 import json
 import shutil
@@ -15,8 +16,10 @@ import signal
 import socket
 import ssl
 import subprocess
+import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -92,6 +95,67 @@ class ApiError(Exception):
         self.status, self.body = status, body
 
 
+class _Connections:
+    """One kept-alive HTTPS connection per thread. The played components poll every 0.2 s; a TLS
+    handshake per request (urllib) cost the harness ~10x the CPU of the request itself, and the API
+    server as much again."""
+    IDLE = 20.0  # seconds: reconnect rather than reuse what the server may be closing (IdleTimeout 90 s, secure_serving.go:174)
+
+    def __init__(self, api: "ApiServer"):
+        self._api = api
+        self._local = threading.local()
+
+    def call(self, method: str, path: str, headers: list, body: bytes | None, timeout: float) -> tuple[int, str]:
+        conn, reused = self._connection(timeout)
+        try:
+            return self._send(conn, method, path, headers, body)
+        except (OSError, http.client.HTTPException):
+            self.close()
+            if not reused:
+                raise
+        # The kept connection was dead (the server restarted or closed it): the request never got
+        # an answer; send it once more on a new one.
+        conn, _ = self._connection(timeout)
+        try:
+            return self._send(conn, method, path, headers, body)
+        except (OSError, http.client.HTTPException) as e:
+            self.close()
+            raise e if isinstance(e, OSError) else ConnectionError(f"{self._api.name}: {e!r}") from None
+
+    def _connection(self, timeout: float) -> tuple[http.client.HTTPSConnection, bool]:
+        conn, used = getattr(self._local, "conn", None), getattr(self._local, "used", 0.0)
+        if conn is not None and time.monotonic() - used > self.IDLE:
+            self.close()
+            conn = None
+        reused = conn is not None
+        if conn is None:
+            host, port = urllib.parse.urlsplit(self._api.server).netloc.rsplit(":", 1)
+            conn = self._local.conn = http.client.HTTPSConnection(host, int(port), context=self._api._ssl,
+                                                                  timeout=timeout)
+        conn.timeout = timeout
+        if conn.sock is not None:
+            conn.sock.settimeout(timeout)
+        return conn, reused
+
+    def _send(self, conn, method: str, path: str, headers: list, body: bytes | None) -> tuple[int, str]:
+        conn.putrequest(method, path, skip_accept_encoding=True)
+        for name, value in headers:
+            conn.putheader(name, value)
+        conn.endheaders(body)
+        resp = conn.getresponse()
+        data = resp.read().decode(errors="replace")
+        self._local.used = time.monotonic()
+        if resp.will_close:
+            self.close()
+        return resp.status, data
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            conn.close()
+
+
 class ApiServer:
     """etcd + mini-kube-apiserver under `workdir`. start() spawns, wait_ready() blocks."""
 
@@ -136,6 +200,7 @@ class ApiServer:
             "rules": [{"level": "Metadata"}]}))
         self._ssl = ssl.create_default_context(cafile=str(self.ca_cert))
         self._ssl.load_cert_chain(str(self.client_cert), str(self.client_key))
+        self._connections = _Connections(self)
 
     # ---- processes ----
 
@@ -250,18 +315,19 @@ class ApiServer:
 
     # ---- HTTP ----
 
-    def request(self, method: str, path: str, body=None, content_type: str = "application/json", timeout: float = 30):
-        """One API call as the admin user. Returns parsed JSON (or text); raises ApiError on HTTP errors.
-        `body` may be bytes (sent as is: the server also accepts application/yaml) or a JSON-able value."""
+    def request(self, method: str, path: str, body=None, content_type: str = "application/json", timeout: float = 30,
+                headers: tuple = ()):
+        """One API call as the admin user (`headers`: more, e.g. Impersonate-*, repeated names
+        allowed). Returns parsed JSON (or text); raises ApiError on HTTP errors, OSError when the
+        server cannot be reached. `body` may be bytes (sent as is: the server also accepts
+        application/yaml) or a JSON-able value."""
         if body is not None and not isinstance(body, bytes):
             body = json.dumps(body).encode()
-        req = urllib.request.Request(self.server + path, data=body, method=method,
-                                     headers={"Content-Type": content_type, "Accept": "application/json"})
-        try:
-            with urllib.request.urlopen(req, context=self._ssl, timeout=timeout) as r:
-                data = r.read().decode()
-        except urllib.error.HTTPError as e:
-            raise ApiError(e.code, e.read().decode(errors="replace")) from None
+        sent = [("Content-Type", content_type), ("Accept", "application/json"), *headers,
+                ("Content-Length", str(len(body or b"")))]
+        status, data = self._connections.call(method, path, sent, body, timeout)
+        if status >= 400:
+            raise ApiError(status, data)
         try:
             return json.loads(data)
         except ValueError:

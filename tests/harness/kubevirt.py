@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.client
 import itertools
 import json
 import os
@@ -34,7 +33,6 @@ import ssl
 import subprocess
 import threading
 import time
-import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -512,23 +510,9 @@ class KubeVirtInstall:
             headers["Impersonate-Extra-authentication.kubernetes.io%2fnode-name"] = node
 
         def request(method: str, path: str, body=None, content_type: str = "application/json"):
-            # http.client, not urllib: Kubernetes reads one Impersonate-Group header per group.
-            host, port = urllib.parse.urlsplit(api.server).netloc.rsplit(":", 1)
-            conn = http.client.HTTPSConnection(host, int(port), context=api._ssl, timeout=30)
-            data = None if body is None else json.dumps(body).encode()
-            try:
-                conn.putrequest(method, path)
-                for k, v in [("Content-Type", content_type), ("Accept", "application/json"), *headers.items(),
-                             *(("Impersonate-Group", g) for g in groups), ("Content-Length", str(len(data or b"")))]:
-                    conn.putheader(k, v)
-                conn.endheaders(data)
-                resp = conn.getresponse()
-                text = resp.read().decode()
-            finally:
-                conn.close()
-            if resp.status >= 400:
-                raise ApiError(resp.status, text)
-            return json.loads(text)
+            # Kubernetes reads one Impersonate-Group header per group.
+            return api.request(method, path, body, content_type=content_type,
+                               headers=(*headers.items(), *(("Impersonate-Group", g) for g in groups)))
         return request
 
     def publish_virt_api(self) -> None:
