@@ -746,11 +746,14 @@ class KubeVirtInstall:
                      content_type="application/merge-patch+json")
 
     def stop(self) -> None:
+        """The end of the session: SIGKILL, as nothing waits on a graceful shutdown here (virt-api
+        takes 5 s after SIGTERM, a synchronization controller that is not leading ignores it: 10 s
+        each until _terminate kills it)."""
         self.kubelet.stop()
         self.ca_operator.stop()
         for comp in self.pods():
             if comp.proc is not None:
-                comp.proc.terminate()
+                comp.proc.kill()
         for comp in self.pods():
             comp.stop()
 
