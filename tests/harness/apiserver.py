@@ -109,9 +109,9 @@ class _Connections:
         conn, reused = self._connection(timeout)
         try:
             return self._send(conn, method, path, headers, body)
-        except (OSError, http.client.HTTPException):
+        except (OSError, http.client.HTTPException) as e:
             self.close()
-            if not reused:
+            if not reused or isinstance(e, TimeoutError):   # a slow answer is no dead connection
                 raise
         # The kept connection was dead (the server restarted or closed it): the request never got
         # an answer; send it once more on a new one.
