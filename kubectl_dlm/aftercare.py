@@ -212,7 +212,7 @@ def conclude(sides: Sides, vm: str, migration_id: str, source_vm: Optional[Obj],
     pause = 0.25
     while True:
         verdict = verify_vm(sides, vm, migration_id)
-        if verdict.passed or time.monotonic() > deadline:
+        if verdict.settled or time.monotonic() > deadline:
             break
         # The source usually settles within a second: look again soon, then once a second. (A fixed
         # second was most of what verify added to a one-VM migrate.)

@@ -43,6 +43,7 @@ class Row:
     fact: str
     status: str
     evidence: str
+    final: bool = False  # a failure KubeVirt will not mend by itself: waiting longer changes nothing
 
 
 @dataclass
@@ -57,7 +58,12 @@ class Verdict:
 
     def as_dict(self) -> Dict[str, Any]:
         return {"vm": self.vm, "migrationID": self.migration_id, "passed": self.passed,
-                "facts": [r.__dict__ for r in self.rows]}
+                "facts": [{"fact": r.fact, "status": r.status, "evidence": r.evidence} for r in self.rows]}
+
+    @property
+    def settled(self) -> bool:
+        """Passed, or every failing row is one that waiting will not change."""
+        return all(r.status == PASS or r.final for r in self.rows)
 
 
 def _dig(obj: Optional[Obj], *path: str) -> Any:
@@ -184,7 +190,8 @@ def _source_stopped(f: Facts) -> Row:
             return Row(name, FAIL, f"source VMI is still Running in {f.source}, but its migration completed at {ended} "
                                    f"and the guest runs on the target: KubeVirt did not mark it Succeeded; halt the "
                                    f"source VM ({halt}), KubeVirt then removes that VMI and starts none (do not delete "
-                                   "the VMI first: runStrategy Always would start the old copy again)")
+                                   "the VMI first: runStrategy Always would start the old copy again)",
+                       final=not _decentralized(f.source_vmi))
         return Row(name, FAIL, f"source VMI is {vmi_phase} in {f.source}: the old copy is running")
     vmi_text = "source VMI gone" if f.source_vmi is None else "source VMI Succeeded"
     if f.source_vm is None:
@@ -220,6 +227,15 @@ def _migrated_away(source_vmi: Obj) -> Optional[str]:
             and (target.get("domainReadyTimestamp") or state.get("targetNodeDomainReadyTimestamp")):
         return state["endTimestamp"]
     return None
+
+
+def _decentralized(vmi: Obj) -> bool:
+    """VirtualMachineInstance.IsDecentralizedMigration (types.go:676-681): exactly one side's
+    synchronization address set. Once it is not, virt-controller never marks the VMI Succeeded."""
+    state = _dig(vmi, "status", "migrationState") or {}
+    source, target = state.get("sourceState"), state.get("targetState")
+    return source is not None and target is not None and \
+        (source.get("syncAddress") is None) != (target.get("syncAddress") is None)
 
 
 def _disks_bound(f: Facts) -> Row:

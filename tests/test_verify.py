@@ -129,6 +129,18 @@ def test_a_source_vmi_left_running_after_its_migration_completed_is_named_with_h
                                    "Succeeded; halt the source VM (kubectl --context a -n ns patch vm vm1 --type merge "
                                    """-p '{"spec":{"runStrategy":"Halted"}}')""")
     assert "do not delete the VMI first" in row.evidence
+    assert row.final   # no longer a decentralized migration to KubeVirt: migrate stops waiting on it
+    assert verify.verify(facts).settled and not verify.verify(facts).passed
+
+
+def test_a_source_vmi_still_running_right_after_a_normal_completion_is_worth_waiting_for():
+    # One sync address set: still decentralized, virt-controller marks it Succeeded once its
+    # launcher exits (lifecycle.go:487-490).
+    state = completed(targetNodeDomainReadyTimestamp="2026-12-01T10:00:01Z")
+    facts = _set(_set(good(), "source_vmi", vmi("Running", state)), "source_vm", vm("Always"))
+    row = rows(facts)["source-stopped"]
+    assert row.status == verify.FAIL and not row.final
+    assert not verify.verify(facts).settled
 
 
 def test_after_the_gitops_hand_off_the_restore_annotation_may_be_gone():
