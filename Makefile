@@ -2,6 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# pytest-xdist workers: the KubeVirt tier's tests mostly wait on KubeVirt's controllers, so two
+# processes (each with its own pair of clusters) share two cores well. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
 
 .PHONY: help install test unit example example-json bench release
 
@@ -19,10 +22,10 @@ test: install ## the whole suite, as CI runs it; builds (or reuses) the test API
 	kv=$$(bash -o pipefail -c 'bash tests/infra/build-kubevirt.sh | tail -n 1') || { \
 	  if [ "$${CI:-}" = true ]; then echo "make test: KubeVirt could not be built" >&2; exit 1; fi; \
 	  echo "make test: KubeVirt not built; the KubeVirt tier will skip" >&2; kv=; }; \
-	MINI_KUBE_BIN=$$bin KUBEVIRT_BIN=$$kv PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest --durations=25
+	MINI_KUBE_BIN=$$bin KUBEVIRT_BIN=$$kv PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=25
 
 unit: install ## the fast tier only (no API servers)
-	$(PY) -m pytest tests -q --ignore=tests/harness -m 'not cluster'
+	$(PY) -m pytest tests -q --ignore=tests/harness -m 'not cluster' -n $(TEST_WORKERS) --dist loadfile
 
 example: install ## render the built-in example VM
 	$(VENV)/bin/kubectl-dlm render --example
