@@ -71,6 +71,7 @@ class Run:
     disks_noticed: bool = False
     received_at: Optional[float] = None
     configuration_shown: bool = False  # KubeVirt's resolved migrationConfiguration was reported
+    held_for_slot: bool = False  # prepared ahead, said once that it waits for a transfer slot
 
 
 class Engine:
@@ -81,6 +82,12 @@ class Engine:
         self.reporter, self.metrics = reporter, metrics
         self.timeout, self.sync_timeout = timeout, sync_timeout
         self.parallel, self.dry_run = max(1, parallel), dry_run
+        # VMs prepared ahead (blank disks, receiving VM waiting in WaitingForSync) while `parallel`
+        # transfers run: a receiving VMI gets no pod until its VMIM exists (vmi/lifecycle.go:326-327,
+        # the migration controller creates the target pod), so it holds no node resources, and the
+        # next VM starts its migration as soon as a transfer slot frees.
+        self.ahead = self.parallel
+        self._active: List[Run] = []
         self.events: "queue.Queue[Event]" = queue.Queue()
         self.watchers: List[Watcher] = []
 
@@ -228,6 +235,12 @@ class Engine:
                              "see `kubectl describe vmi` on the target, then `kubectl dlm cleanup`")
                 return
         if run.step == "receive":
+            if run.view.target_vmim is None and self._transfers(besides=run) >= self.parallel:
+                if not run.held_for_slot:
+                    run.held_for_slot = True
+                    self.reporter.event(run.vm, f"prepared ahead (disks and receiving VM ready); its migration starts "
+                                                f"when one of the {self.parallel} running at a time ends")
+                return
             self._apply_phase(run, "receive")
             run.step, run.received_at = "send", now
         if run.step == "send":
@@ -242,6 +255,10 @@ class Engine:
             self._judge(run, now)
         elif run.step == "ending":
             self._ending(run, now)
+
+    def _transfers(self, besides: Run) -> int:
+        """Runs whose migrations exist (receive phase applied), not counting `besides`."""
+        return sum(1 for r in self._active if r is not besides and r.step in ("send", "follow", "ending"))
 
     def _send_url(self, run: Run, now: float) -> Optional[str]:
         """The connectURL for the source VMIM, decided when it is sent: the user's --connect-url, else
@@ -507,7 +524,8 @@ class Engine:
                                      f"`kubectl dlm cleanup {run.vm}` removes it")
 
     def run(self, runs: List[Run]) -> List[Run]:
-        """Carry out every run, at most `parallel` at a time; one VM's failure does not stop the others."""
+        """Carry out every run, at most `parallel` migrations at a time and `ahead` more being
+        prepared; one VM's failure does not stop the others."""
         if self.dry_run:
             for run in runs:
                 try:
@@ -520,11 +538,11 @@ class Engine:
             return runs
         self._start_watchers()
         deadline = time.monotonic() + self.timeout if self.timeout else None
-        waiting, active = list(runs), []
+        waiting, active = list(runs), self._active
         try:
             while waiting or active:
                 started = False
-                while waiting and len(active) < self.parallel:
+                while waiting and len(active) < self.parallel + self.ahead:
                     run = waiting.pop(0)
                     run.started = time.monotonic()
                     active.append(run)

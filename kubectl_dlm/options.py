@@ -156,5 +156,5 @@ class ParallelType(click.ParamType):
 
 parallel_option = click.option(
     "--parallel", type=ParallelType(), default=1, show_default=True,
-    help="VMs migrated at the same time; auto: as many as the clusters' parallelMigrationsPerCluster and "
-         "parallelOutboundMigrationsPerNode let run.")
+    help="VMs migrated at the same time (as many more get their disks and receiving VM ready meanwhile); "
+         "auto: as many as the clusters' parallelMigrationsPerCluster and parallelOutboundMigrationsPerNode let run.")

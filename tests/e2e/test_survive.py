@@ -117,7 +117,7 @@ def test_api_server_restart_mid_migration(kubevirt, dlm):
 
 def test_ten_vms_three_at_a_time(kubevirt, dlm):
     """Ten VMs chosen by label, moved to another namespace three migrations at a time, each with its
-    own pair of VMIMs."""
+    own pair of VMIMs; while three run, the next ones wait prepared (receiving VM in WaitingForSync)."""
     src, dst = kubevirt.namespaces("source"), kubevirt.namespaces("source")
     names = [f"web-{i}" for i in range(10)]
     for name in names:   # created at once, then waited for: the controllers start them side by side
@@ -126,13 +126,47 @@ def test_ten_vms_three_at_a_time(kubevirt, dlm):
         kubevirt.create("source", "vm", src, vm)
     for name in names:
         kubevirt.wait_for("source", "vmi", src, name, lambda v: phase(v) == "Running", 120, "VMI Running")
+    kubevirt.faults.transfer_seconds = 3
+    seen = watch_batch(kubevirt, src, dst)
     code, out, err = dlm("migrate", "-l", "app=web", "--context", "source", "-n", src, "--to-namespace", dst,
                          "--parallel", "3", "--timeout", "300", "-o", "plain")
+    seen.stop()
     assert code == errors.OK, out + err + kubevirt.dump(src, dst)
     summary = out[out.index("OUTCOME"):]
     assert all(f"{name}" in summary for name in names) and summary.count("succeeded") == 10
     for name in names:
         kubevirt.assert_moved("source", src, "source", dst, name)
+    # never more than three migrations open on either side, and VMs waited prepared for a slot
+    assert seen.most_open == {"send": 3, "receive": 3}, seen.most_open
+    assert seen.prepared_while_full, "no receiving VM waited in WaitingForSync while three migrations ran"
+    assert "prepared ahead (disks and receiving VM ready)" in out + err
+
+
+class watch_batch:
+    """Reads both namespaces every 0.2 s while a batch runs: the most migrations open at once per
+    side, and whether a receiving VMI waited in WaitingForSync, without a migration, while three ran."""
+
+    def __init__(self, tier, src: str, dst: str):
+        import threading
+        self.most_open = {"send": 0, "receive": 0}
+        self.prepared_while_full = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(tier, src, dst), daemon=True)
+        self._thread.start()
+
+    def _run(self, tier, src: str, dst: str) -> None:
+        while not self._stop.wait(0.2):
+            open_ = {side: {m["spec"]["vmiName"] for m in tier.list("source", "vmim", ns)
+                            if phase(m) not in ("Succeeded", "Failed")} for side, ns in (("send", src), ("receive", dst))}
+            for side, vms in open_.items():
+                self.most_open[side] = max(self.most_open[side], len(vms))
+            waiting = {v["metadata"]["name"] for v in tier.list("source", "vmi", dst) if phase(v) == "WaitingForSync"}
+            if len(open_["send"]) == 3 and waiting - open_["receive"]:
+                self.prepared_while_full = True
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def set_migrations(kubevirt, cluster: str, fields: dict) -> None:
