@@ -80,11 +80,11 @@ def make_cert(d: Path, name: str, subject: str, ext: str, ca: tuple[Path, Path],
     return crt, key
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(sig: int = signal.SIGTERM) -> None:
     # If pytest is killed, do not leave etcd/apiserver running (Linux PR_SET_PDEATHSIG).
     # Note: "parent" is the *thread* that spawned us, so spawn only from the main thread.
     try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, sig)
     except OSError:
         pass
 

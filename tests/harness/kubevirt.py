@@ -178,7 +178,9 @@ class Component:
                 [*unshare(), "sh", "-c", script,
                  str(self.upper), str(self.overlay_work), self.pod_name, *self.argv],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env,
-                preexec_fn=_die_with_parent)
+                # SIGKILL: a synchronization controller that is not leading ignores SIGTERM, and one
+                # outlived every interrupted session
+                preexec_fn=lambda: _die_with_parent(signal.SIGKILL))
             self._started, self._restart_at = time.monotonic(), None
 
     def check_running(self) -> None:
