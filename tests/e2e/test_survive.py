@@ -75,7 +75,9 @@ def test_api_server_restart_mid_migration(kubevirt, dlm):
     sourceState, after which the VMI is no decentralized migration to KubeVirt (types.go:676-681) and
     virt-controller never marks it Succeeded (lifecycle.go:487-490): it stays Running with its launcher
     exited. The plugin must not call that verified; it says what happened and how to finish, and the
-    move verifies once the user did that."""
+    move verifies once the user did that. Whether KubeVirt gets there depends on the standby taking
+    the Lease before the source side finished; under load the transfer may end first and the move
+    completes normally (seen under two pytest workers): then the plugin must say that, verified."""
     src, dst = kubevirt.namespaces("source"), kubevirt.namespaces("source")
     start_vm(kubevirt, "source", src)
     install = kubevirt.clusters.kubevirt["source"]
@@ -87,8 +89,17 @@ def test_api_server_restart_mid_migration(kubevirt, dlm):
     wait_vmim_phase(kubevirt, "source", src, ("Running",))
     kubevirt.clusters.source.restart_apiserver(down_seconds=12)
     code, out = finish(proc, timeout=240)
+    assert "lost cluster" in out and "reconnected" in out, out
+    source = kubevirt.get("source", "vmi", src, "vm1")
+    state = ((source or {}).get("status") or {}).get("migrationState") or {}
+    if not ((state.get("sourceState") or {}).get("syncAddress") and (state.get("targetState") or {}).get("syncAddress")):
+        # The standby took the Lease after the source side had finished (under load the transfer may
+        # end first): KubeVirt completed the move normally, and the plugin must say exactly that.
+        assert code == errors.OK, out + kubevirt.dump(src, dst)
+        assert "vm1: succeeded" in out and "verify pass: source-stopped" in out, out
+        kubevirt.assert_moved("source", src, "source", dst)
+        return
     assert code == errors.NOT_VERIFIED, out + kubevirt.dump(src, dst)
-    assert "lost cluster" in out and "reconnected" in out
     # (failed once in CI at load ~10 without this message: the output was cut; keep what each side shows)
     assert "vm1: succeeded" in out and "verify pass: target-running" in out and "verify pass: migrated-live" in out, \
         out + kubevirt.dump(src, dst)
@@ -101,10 +112,8 @@ def test_api_server_restart_mid_migration(kubevirt, dlm):
     assert sync_leader.proc.poll() is None                                 # the old leader still runs, not leading
     assert [phase(m) for m in kubevirt.list("source", "vmim", src)] == ["Succeeded"]
     assert [phase(m) for m in kubevirt.list("source", "vmim", dst)] == ["Succeeded"]
-    source = kubevirt.get("source", "vmi", src, "vm1")
     ms = source["status"]["migrationState"]
     assert phase(source) == "Running" and ms["completed"] and not ms.get("failed")
-    assert ms["sourceState"].get("syncAddress") and ms["targetState"].get("syncAddress")   # not decentralized any more
     assert kubevirt.get("source", "vm", src, "vm1")["spec"]["runStrategy"] == "Always"    # so KubeVirt did not halt it
 
     # The user does what the plugin said: KubeVirt removes the old VMI and starts none; the move verifies.
@@ -127,7 +136,7 @@ def test_ten_vms_three_at_a_time(kubevirt, dlm):
     for name in names:
         kubevirt.wait_for("source", "vmi", src, name, lambda v: phase(v) == "Running", 120, "VMI Running")
     kubevirt.faults.transfer_seconds = 3
-    seen = watch_batch(kubevirt, src, dst)
+    seen = BatchWatch(kubevirt, src, dst)
     code, out, err = dlm("migrate", "-l", "app=web", "--context", "source", "-n", src, "--to-namespace", dst,
                          "--parallel", "3", "--timeout", "300", "-o", "plain")
     seen.stop()
@@ -142,7 +151,7 @@ def test_ten_vms_three_at_a_time(kubevirt, dlm):
     assert "prepared ahead (disks and receiving VM ready)" in out + err
 
 
-class watch_batch:
+class BatchWatch:
     """Reads both namespaces every 0.2 s while a batch runs: the most migrations open at once per
     side, and whether a receiving VMI waited in WaitingForSync, without a migration, while three ran."""
 

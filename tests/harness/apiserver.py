@@ -106,21 +106,17 @@ class _Connections:
         self._local = threading.local()
 
     def call(self, method: str, path: str, headers: list, body: bytes | None, timeout: float) -> tuple[int, str]:
-        conn, reused = self._connection(timeout)
-        try:
-            return self._send(conn, method, path, headers, body)
-        except (OSError, http.client.HTTPException) as e:
-            self.close()
-            if not reused or isinstance(e, TimeoutError):   # a slow answer is no dead connection
-                raise
-        # The kept connection was dead (the server restarted or closed it): the request never got
-        # an answer; send it once more on a new one.
-        conn, _ = self._connection(timeout)
-        try:
-            return self._send(conn, method, path, headers, body)
-        except (OSError, http.client.HTTPException) as e:
-            self.close()
-            raise e if isinstance(e, OSError) else ConnectionError(f"{self._api.name}: {e!r}") from None
+        for attempt in range(2):
+            conn, reused = self._connection(timeout)
+            try:
+                return self._send(conn, method, path, headers, body)
+            except (OSError, http.client.HTTPException) as e:
+                self.close()
+                # Only a kept connection found dead (the server restarted or closed it) gets a second
+                # try on a new one: that request never got an answer. A slow answer is no dead connection.
+                if attempt or not reused or isinstance(e, TimeoutError):
+                    raise e if isinstance(e, OSError) else ConnectionError(f"{self._api.name}: {e!r}") from None
+        raise AssertionError("unreachable")
 
     def _connection(self, timeout: float) -> tuple[http.client.HTTPSConnection, bool]:
         conn, used = getattr(self._local, "conn", None), getattr(self._local, "used", 0.0)
